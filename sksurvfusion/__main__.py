@@ -1,0 +1,5 @@
+import sys
+
+from sksurvfusion.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""Validation of survival targets."""
+
+from __future__ import annotations
+
+import numpy as np
+from sksurv.util import check_y_survival
+
+__all__ = ["check_survival_target"]
+
+
+def check_survival_target(
+    y, *, n_samples: int | None = None, allow_all_censored: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a scikit-survival target and return ``(event, time)``.
+
+    ``y`` must be a structured array whose first field is the boolean event
+    indicator and whose second field is the observed time, as built by
+    :meth:`sksurv.util.Surv.from_arrays`. Fields are read by position, never by
+    name, so any field names work.
+
+    Parameters
+    ----------
+    y : structured ndarray of shape (n_samples,)
+        Survival target.
+    n_samples : int, optional
+        Expected number of samples (the number of rows of ``X``).
+    allow_all_censored : bool, default=False
+        Whether a target without any event is acceptable.
+
+    Returns
+    -------
+    event : ndarray of bool, shape (n_samples,)
+    time : ndarray of float64, shape (n_samples,)
+
+    Raises
+    ------
+    ValueError
+        For a plain (non-structured) array, NaN, infinite or negative times, a
+        length that does not match ``n_samples``, or an all-censored target when
+        it is not allowed.
+    """
+    if not isinstance(y, np.ndarray) or y.dtype.fields is None:
+        raise ValueError(
+            "y must be a structured array with the event indicator as first field and "
+            "the observed time as second field, e.g. "
+            "sksurv.util.Surv.from_arrays(event, time); "
+            f"got {type(y).__name__}" + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else "")
+        )
+    try:
+        event, time = check_y_survival(y, allow_all_censored=allow_all_censored)
+    except ValueError as exc:
+        raise ValueError(f"Invalid survival target y: {exc}") from exc
+    time = np.asarray(time, dtype=np.float64)
+    if not np.all(np.isfinite(time)):
+        bad = np.flatnonzero(~np.isfinite(time))[:5].tolist()
+        raise ValueError(f"Invalid survival target y: infinite observed time in rows {bad}")
+    if n_samples is not None and event.shape[0] != n_samples:
+        raise ValueError(f"y has {event.shape[0]} samples but X has {n_samples}: they must match")
+    return event.astype(bool, copy=False), time
