@@ -1,0 +1,135 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sksurvfusion.modality import ModalitySelector, modality_mask, resolve_modalities
+
+
+@pytest.fixture
+def frame():
+    columns = [
+        "mri__medimageinsight__0",
+        "mri__medimageinsight__1",
+        "mri__biomedclip__0",
+        "path__uni2h__0",
+        "path__gigapath__0",
+        "clinical__age",
+    ]
+    return pd.DataFrame(np.arange(12.0).reshape(2, 6), columns=columns)
+
+
+class TestResolveModalities:
+    def test_prefix_grouping_keeps_first_appearance_order(self, frame):
+        resolved = resolve_modalities(None, frame.columns.to_numpy(), frame.shape[1])
+        assert list(resolved) == ["mri", "path", "clinical"]
+        np.testing.assert_array_equal(resolved["mri"], [0, 1, 2])
+        np.testing.assert_array_equal(resolved["clinical"], [5])
+
+    def test_no_prefix_is_one_modality(self):
+        resolved = resolve_modalities(None, None, 4)
+        assert list(resolved) == ["features"]
+        np.testing.assert_array_equal(resolved["features"], np.arange(4))
+
+    def test_mixed_prefix_is_an_error(self):
+        names = np.array(["a__0", "b"], dtype=object)
+        with pytest.raises(ValueError, match=r"\['b'\] have no '<modality>__' prefix"):
+            resolve_modalities(None, names, 2)
+
+    def test_dict_forms(self, frame):
+        spec = {
+            "path": r"^path__",
+            "first": [0, 1],
+            "named": ["mri__biomedclip__0"],
+            "last": slice(5, 6),
+        }
+        resolved = resolve_modalities(spec, frame.columns.to_numpy(), frame.shape[1])
+        assert list(resolved) == ["path", "first", "named", "last"]
+        np.testing.assert_array_equal(resolved["path"], [3, 4])
+        np.testing.assert_array_equal(resolved["named"], [2])
+        np.testing.assert_array_equal(resolved["last"], [5])
+
+    @pytest.mark.parametrize(
+        ("spec", "match"),
+        [
+            ({"a": [0], "b": [0, 1]}, "in both modality 'a' and modality 'b'"),
+            ({"a": ["nope"]}, r"modality 'a' names columns not in X: \['nope'\]"),
+            ({"a": [7]}, r"column positions \[7\] outside"),
+            ({"a": "^zzz"}, "selects no column"),
+            ({}, "non-empty dict"),
+        ],
+    )
+    def test_bad_specs(self, frame, spec, match):
+        with pytest.raises(ValueError, match=match):
+            resolve_modalities(spec, frame.columns.to_numpy(), frame.shape[1])
+
+    def test_names_need_a_frame(self):
+        with pytest.raises(ValueError, match="needs X with column names"):
+            resolve_modalities({"a": "^x"}, None, 3)
+
+
+class TestModalityMask:
+    modalities = {"a": np.array([0, 1]), "b": np.array([2])}
+
+    def test_all_nan_block_is_missing(self):
+        X = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, 3.0], [1.0, 2.0, np.nan]])
+        np.testing.assert_array_equal(
+            modality_mask(X, self.modalities), [[True, True], [False, True], [True, False]]
+        )
+
+    def test_partial_nan_names_modality_and_rows(self):
+        X = np.array([[1.0, 2.0, 3.0], [np.nan, 2.0, 3.0]])
+        with pytest.raises(ValueError, match=r"modality 'a' has NaN in only some .* rows \[1\]"):
+            modality_mask(X, self.modalities)
+
+    def test_infinite_values(self):
+        X = np.array([[1.0, 2.0, np.inf]])
+        with pytest.raises(ValueError, match=r"modality 'b' has infinite values in rows \[0\]"):
+            modality_mask(X, self.modalities)
+
+    def test_row_without_any_modality(self):
+        X = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan]])
+        with pytest.raises(ValueError, match=r"rows \[1\] have every modality missing"):
+            modality_mask(X, self.modalities)
+
+
+class TestModalitySelector:
+    def test_keeps_chosen_model_and_drops_none(self, frame):
+        selector = ModalitySelector({"mri": "biomedclip", "path": None}).fit(frame)
+        out = selector.transform(frame)
+        assert out.columns.tolist() == ["mri__biomedclip__0", "clinical__age"]
+        assert selector.get_feature_names_out().tolist() == out.columns.tolist()
+        assert selector.available_models_["path"] == ["uni2h", "gigapath"]
+
+    def test_none_keeps_everything(self, frame):
+        pd.testing.assert_frame_equal(ModalitySelector().fit_transform(frame), frame)
+
+    def test_unknown_modality_lists_known(self, frame):
+        with pytest.raises(ValueError, match=r"unknown modalities \['ct'\]; X has"):
+            ModalitySelector({"ct": "x"}).fit(frame)
+
+    def test_unknown_model_lists_models(self, frame):
+        with pytest.raises(ValueError, match=r"'path' has no model 'uni'; its models are \['uni2h', 'gigapath'\]"):
+            ModalitySelector({"path": "uni"}).fit(frame)
+
+    def test_needs_a_frame(self, frame):
+        with pytest.raises(TypeError, match="pandas DataFrame"):
+            ModalitySelector().fit(frame.to_numpy())
+
+    def test_composes_with_pandas_column_transformer_in_grid_search(self, frame):
+        X = pd.DataFrame(
+            np.random.default_rng(0).normal(size=(20, 6)), columns=frame.columns
+        )
+        per_modality = ColumnTransformer(
+            [
+                (m, StandardScaler(), make_column_selector(pattern=f"^{m}__"))
+                for m in ("mri", "path", "clinical")
+            ],
+            verbose_feature_names_out=False,
+        ).set_output(transform="pandas")
+        pipe = make_pipeline(ModalitySelector(), per_modality)
+        grid = [{"mri": "medimageinsight", "path": "uni2h"}, {"mri": "biomedclip", "path": None}]
+        out = pipe.set_params(modalityselector__models=grid[1]).fit_transform(X)
+        assert out.columns.tolist() == ["mri__biomedclip__0", "clinical__age"]
