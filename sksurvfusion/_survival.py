@@ -39,6 +39,8 @@ def check_survival_target(
         length that does not match ``n_samples``, or an all-censored target when
         it is not allowed.
     """
+    if y is None:
+        raise ValueError("requires y to be passed, but the target y is None")
     if not isinstance(y, np.ndarray) or y.dtype.fields is None:
         raise ValueError(
             "y must be a structured array with the event indicator as first field and "

@@ -155,9 +155,8 @@ def modality_mask(X: np.ndarray, modalities: Mapping[str, np.ndarray]) -> np.nda
         block = X[:, columns]
         infinite = np.isinf(block).any(axis=1)
         if infinite.any():
-            raise ValueError(
-                f"modality {name!r} has infinite values in {_describe_rows(np.flatnonzero(infinite))}"
-            )
+            rows = _describe_rows(np.flatnonzero(infinite))
+            raise ValueError(f"modality {name!r} has infinite values in {rows}")
         n_nan = np.isnan(block).sum(axis=1)
         partial = (n_nan > 0) & (n_nan < len(columns))
         if partial.any():
@@ -270,7 +269,9 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self)
-        validate_data(self, X, dtype=None, ensure_all_finite=False, skip_check_array=True, reset=False)
+        validate_data(
+            self, X, dtype=None, ensure_all_finite=False, skip_check_array=True, reset=False
+        )
         return X.loc[:, self._support]
 
     def get_feature_names_out(self, input_features=None):

@@ -70,29 +70,31 @@ class TestResolveModalities:
             resolve_modalities({"a": "^x"}, None, 3)
 
 
+TWO_MODALITIES = {"a": np.array([0, 1]), "b": np.array([2])}
+
+
 class TestModalityMask:
-    modalities = {"a": np.array([0, 1]), "b": np.array([2])}
 
     def test_all_nan_block_is_missing(self):
         X = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, 3.0], [1.0, 2.0, np.nan]])
         np.testing.assert_array_equal(
-            modality_mask(X, self.modalities), [[True, True], [False, True], [True, False]]
+            modality_mask(X, TWO_MODALITIES), [[True, True], [False, True], [True, False]]
         )
 
     def test_partial_nan_names_modality_and_rows(self):
         X = np.array([[1.0, 2.0, 3.0], [np.nan, 2.0, 3.0]])
         with pytest.raises(ValueError, match=r"modality 'a' has NaN in only some .* rows \[1\]"):
-            modality_mask(X, self.modalities)
+            modality_mask(X, TWO_MODALITIES)
 
     def test_infinite_values(self):
         X = np.array([[1.0, 2.0, np.inf]])
         with pytest.raises(ValueError, match=r"modality 'b' has infinite values in rows \[0\]"):
-            modality_mask(X, self.modalities)
+            modality_mask(X, TWO_MODALITIES)
 
     def test_row_without_any_modality(self):
         X = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, np.nan]])
         with pytest.raises(ValueError, match=r"rows \[1\] have every modality missing"):
-            modality_mask(X, self.modalities)
+            modality_mask(X, TWO_MODALITIES)
 
 
 class TestModalitySelector:
@@ -111,7 +113,9 @@ class TestModalitySelector:
             ModalitySelector({"ct": "x"}).fit(frame)
 
     def test_unknown_model_lists_models(self, frame):
-        with pytest.raises(ValueError, match=r"'path' has no model 'uni'; its models are \['uni2h', 'gigapath'\]"):
+        with pytest.raises(
+            ValueError, match=r"'path' has no model 'uni'; its models are \['uni2h', 'gigapath'\]"
+        ):
             ModalitySelector({"path": "uni"}).fit(frame)
 
     def test_needs_a_frame(self, frame):
@@ -119,9 +123,7 @@ class TestModalitySelector:
             ModalitySelector().fit(frame.to_numpy())
 
     def test_composes_with_pandas_column_transformer_in_grid_search(self, frame):
-        X = pd.DataFrame(
-            np.random.default_rng(0).normal(size=(20, 6)), columns=frame.columns
-        )
+        X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 6)), columns=frame.columns)
         per_modality = ColumnTransformer(
             [
                 (m, StandardScaler(), make_column_selector(pattern=f"^{m}__"))

@@ -1,0 +1,177 @@
+"""Training time and peak memory of the estimator on data shaped like the paper's.
+
+Run: ``python benchmarks/bench_fit.py``. Each measurement runs in a fresh
+process so that its peak resident memory is its own. Rows:
+
+- ``M4SurvivalEstimator``: 170 patients, four 1024-d MRI embeddings (one shared
+  radiology encoder) and one 1536-d pathology embedding, batch 16, 30 epochs,
+  lr 3e-4, Mamba adapter; median of 3 fits.
+- ``published demo network``: the same data through the network of the
+  method's published demo (MRI 4096 -> 1024 -> 1024 -> 512, pathology 1536 ->
+  512 -> 512, head 1024 -> 512 -> 1; AdamW; a plain torch loop), same batch,
+  epochs and learning rate.
+- scaling rows: one epoch at n = 10,000 and 100,000 with ``batch_size=256``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+MRI = ("t1", "t1pc", "t2", "flair")
+
+
+def _data(n_samples):
+    from sksurvfusion.datasets import make_multimodal_survival
+
+    return make_multimodal_survival(n_samples, random_state=0)
+
+
+def _ours(n_samples, batch_size, max_epochs, repeats):
+    from sksurvfusion import M4SurvivalEstimator
+
+    X, y = _data(n_samples)
+    timings = []
+    for seed in range(repeats):
+        model = M4SurvivalEstimator(
+            encoder_groups={"radiology": list(MRI)},
+            batch_size=batch_size,
+            max_epochs=max_epochs,
+            lr=3e-4,
+            device="cpu",
+            random_state=seed,
+        )
+        start = time.perf_counter()
+        model.fit(X, y)
+        timings.append(time.perf_counter() - start)
+    return timings, model.score(X, y)
+
+
+def _published_demo(n_samples, batch_size, max_epochs, repeats):
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from sksurvfusion.losses import cox_partial_likelihood
+
+    X, y = _data(n_samples)
+    event_field, time_field = y.dtype.names
+    mri = torch.from_numpy(X.filter(regex="^(t1|t1pc|t2|flair)__").to_numpy())
+    pathology = torch.from_numpy(X.filter(regex="^pathology__").to_numpy())
+    event = torch.from_numpy(y[event_field])
+    time_ = torch.from_numpy(y[time_field])
+
+    class DemoNetwork(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mri = nn.Sequential(
+                nn.Linear(4096, 1024),
+                nn.ReLU(),
+                nn.Linear(1024, 1024),
+                nn.ReLU(),
+                nn.Linear(1024, 512),
+                nn.ReLU(),
+            )
+            self.pathology = nn.Sequential(
+                nn.Linear(1536, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU()
+            )
+            self.head = nn.Sequential(nn.Linear(1024, 512), nn.ReLU(), nn.Linear(512, 1))
+
+        def forward(self, mri, pathology):
+            return self.head(torch.cat([self.mri(mri), self.pathology(pathology)], 1))
+
+    timings = []
+    for seed in range(repeats):
+        torch.manual_seed(seed)
+        start = time.perf_counter()
+        network = DemoNetwork()
+        optimizer = torch.optim.AdamW(network.parameters(), lr=3e-4)
+        for _ in range(max_epochs):
+            for batch in torch.randperm(n_samples).split(batch_size):
+                optimizer.zero_grad()
+                risk = network(mri[batch], pathology[batch])
+                cox_partial_likelihood(risk, time_[batch], event[batch]).backward()
+                optimizer.step()
+        timings.append(time.perf_counter() - start)
+    with torch.no_grad():
+        risk = network(mri, pathology).numpy().ravel()
+    from sksurv.metrics import concordance_index_censored
+
+    return timings, concordance_index_censored(y[event_field], y[time_field], risk)[
+        0
+    ] if np.isfinite(risk).all() else float("nan")
+
+
+def _worker(args) -> None:
+    run = {"ours": _ours, "demo": _published_demo}[args.worker]
+    timings, c_index = run(args.n, args.batch_size, args.epochs, args.repeats)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"timings": timings, "c_index": c_index, "peak_mib": peak_mib}))
+
+
+def _measure(worker, n, batch_size, epochs, repeats):
+    command = [
+        sys.executable,
+        __file__,
+        "--worker",
+        worker,
+        "--n",
+        str(n),
+        "--batch-size",
+        str(batch_size),
+        "--epochs",
+        str(epochs),
+        "--repeats",
+        str(repeats),
+    ]
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--worker", choices=["ours", "demo"])
+    parser.add_argument("--n", type=int, default=170)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--skip-scaling", action="store_true")
+    args = parser.parse_args()
+    if args.worker:
+        _worker(args)
+        return
+
+    import torch
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    header = (
+        f"{'model':<28} {'n':>7} {'batch':>5} {'epochs':>6} {'median fit (s)':>15} "
+        f"{'s / epoch':>10} {'train C':>8} {'peak RSS (MiB)':>15}"
+    )
+    print(header)
+    print("-" * len(header))
+    rows = [
+        ("M4SurvivalEstimator", "ours", 170, 16, 30, 3),
+        ("published demo network", "demo", 170, 16, 30, 3),
+    ]
+    if not args.skip_scaling:
+        rows += [
+            ("M4SurvivalEstimator", "ours", 10_000, 256, 1, 1),
+            ("M4SurvivalEstimator", "ours", 100_000, 256, 1, 1),
+        ]
+    for label, worker, n, batch_size, epochs, repeats in rows:
+        result = _measure(worker, n, batch_size, epochs, repeats)
+        median = statistics.median(result["timings"])
+        print(
+            f"{label:<28} {n:>7} {batch_size:>5} {epochs:>6} {median:>15.2f} "
+            f"{median / epochs:>10.3f} {result['c_index']:>8.3f} {result['peak_mib']:>15.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,309 @@
+"""Penalised Cox baselines that take the same multi-modal ``X`` and ``y`` as the fusion model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
+
+from sksurvfusion.modality import SEPARATOR, modality_mask, resolve_modalities
+
+__all__ = ["ModalityPreprocessor", "make_cox_baseline"]
+
+# Chosen by cross-validation on load_breast_cancer, four TCGA cohorts and synthetic
+# embeddings: see make_cox_baseline's Notes.
+_DEFAULT_N_COMPONENTS = 8
+_DEFAULT_RIDGE_ALPHA = 100.0
+_DEFAULT_COXNET_ALPHA = 0.03
+
+
+class _ModalityMissingIndicator(TransformerMixin, BaseEstimator):
+    """One column: 1 where the whole modality block is NaN (the modality is missing)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return (
+            np.isnan(np.asarray(X, dtype=np.float64)).all(axis=1, keepdims=True).astype(np.float64)
+        )
+
+
+class ModalityPreprocessor(TransformerMixin, BaseEstimator):
+    """Standardise each modality, reduce the wide ones by PCA, and impute missing ones.
+
+    The modalities are read from ``X``'s columns when fitting (as
+    :class:`~sksurvfusion.M4SurvivalEstimator` does), and one pipeline per
+    modality is built inside a :class:`~sklearn.compose.ColumnTransformer`:
+
+    1. :class:`~sklearn.preprocessing.StandardScaler`, fitted on the rows where
+       the modality is present (it ignores NaN);
+    2. :class:`~sklearn.impute.SimpleImputer` with the constant 0: a missing
+       modality (all its columns NaN in a row) gets the training mean of every
+       column, which is 0 after scaling;
+    3. :class:`~sklearn.decomposition.PCA` to ``n_components`` components, only
+       for a modality with more columns than ``n_components``.
+
+    For each modality missing in some training row, one indicator column (1 where
+    the modality is missing) is added, so that a linear model can learn a hazard
+    for "modality not acquired": one indicator per modality, not one per column as
+    ``SimpleImputer(add_indicator=True)`` would give. A modality missing only at
+    transform time is imputed without an indicator. NaN in only some columns of a
+    modality is an error, as for the fusion model: impute such gaps beforehand.
+
+    Parameters
+    ----------
+    modalities : dict or None, default=None
+        ``None`` groups the columns by the text before their first ``"__"``
+        (all columns form one modality when none has that prefix). A dict maps
+        a modality name to its columns: column names, integer positions, a
+        ``slice``, or a regular expression matched against column names.
+        Columns in no modality are dropped.
+    n_components : int, default=8
+        Principal components kept per modality. A modality with at most that many
+        columns is only standardised. Capped at the number of training rows.
+
+    Attributes
+    ----------
+    modalities_ : dict of str to ndarray of int
+        Column positions of each modality.
+    transformer_ : sklearn.compose.ColumnTransformer
+        The fitted per-modality pipelines and missing indicators.
+    n_features_in_ : int
+        Number of columns seen during ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names seen during ``fit`` (DataFrame input only).
+
+    See Also
+    --------
+    make_cox_baseline : This preprocessing followed by a penalised Cox model.
+
+    Examples
+    --------
+    >>> from sksurvfusion.baselines import ModalityPreprocessor
+    >>> from sksurvfusion.datasets import make_multimodal_survival
+    >>> X, y = make_multimodal_survival(
+    ...     40, modalities={"mri": 32, "clinical": 3}, missing_rate={"mri": 0.2}, random_state=0
+    ... )
+    >>> prep = ModalityPreprocessor(n_components=4).fit(X)
+    >>> prep.get_feature_names_out().tolist()  # doctest: +NORMALIZE_WHITESPACE
+    ['mri__pc0', 'mri__pc1', 'mri__pc2', 'mri__pc3', 'mri__missing',
+     'clinical__0', 'clinical__1', 'clinical__2']
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "modalities": [Mapping, None],
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self, modalities: Mapping | None = None, *, n_components: int = _DEFAULT_N_COMPONENTS
+    ) -> None:
+        self.modalities = modalities
+        self.n_components = n_components
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Resolve the modalities and fit the per-modality pipelines.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Features; a modality all NaN in a row is missing for that row.
+        y : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : ModalityPreprocessor
+        """
+        X = validate_data(self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan")
+        names = getattr(self, "feature_names_in_", None)
+        modalities = resolve_modalities(self.modalities, names, self.n_features_in_)
+        present = modality_mask(X, modalities)
+
+        transformers = []
+        output_names = []
+        for j, (name, columns) in enumerate(modalities.items()):
+            if not present[:, j].any():
+                raise ValueError(
+                    f"modality {name!r} is missing in every training row: nothing to learn "
+                    "its scaling from; drop it or fit on rows that have it"
+                )
+            steps = [
+                ("scale", StandardScaler()),
+                ("impute", SimpleImputer(strategy="constant", fill_value=0.0)),
+            ]
+            n_components = min(self.n_components, X.shape[0])
+            if len(columns) > n_components:
+                steps.append(("pca", PCA(n_components=n_components)))
+                output_names.extend(f"{name}{SEPARATOR}pc{k}" for k in range(n_components))
+            else:
+                output_names.extend(_column_names(name, columns, names))
+            transformers.append((name, Pipeline(steps), columns))
+            if not present[:, j].all():
+                # ":" cannot occur in a transformer name that set_params must split on "__"
+                transformers.append((f"{name}:missing", _ModalityMissingIndicator(), columns))
+                output_names.append(f"{name}{SEPARATOR}missing")
+
+        self.modalities_ = modalities
+        self.transformer_ = ColumnTransformer(transformers, remainder="drop").fit(X)
+        self._output_names = np.asarray(output_names, dtype=object)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """Standardised, reduced and imputed modalities, side by side.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        Xt : ndarray of shape (n_samples, n_features_out)
+        """
+        check_is_fitted(self)
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", reset=False
+        )
+        modality_mask(X, self.modalities_)  # rejects partially missing modalities
+        return self.transformer_.transform(X)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Output names: ``"<modality>__pc<k>"``, the scaled columns, ``"<modality>__missing"``.
+
+        Parameters
+        ----------
+        input_features : Ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        ndarray of str
+        """
+        check_is_fitted(self)
+        return self._output_names.copy()
+
+
+def _column_names(modality: str, columns: np.ndarray, names) -> list[str]:
+    # keep the "<modality>__" convention without doubling a prefix the name already has
+    prefix = f"{modality}{SEPARATOR}"
+    if names is None:
+        return [f"{prefix}{k}" for k in range(len(columns))]
+    return [str(n) if str(n).startswith(prefix) else prefix + str(n) for n in names[columns]]
+
+
+def make_cox_baseline(
+    modalities: Mapping | None = None,
+    *,
+    n_components: int = _DEFAULT_N_COMPONENTS,
+    alpha: float | None = None,
+    l1_ratio: float | None = None,
+) -> Pipeline:
+    r"""Penalised Cox proportional-hazards baseline on per-modality PCA features.
+
+    A :class:`~sklearn.pipeline.Pipeline` that takes the same ``X`` and ``y`` as
+    :class:`~sksurvfusion.M4SurvivalEstimator`: step ``"preprocess"`` is a
+    :class:`ModalityPreprocessor` (per modality: standardise, impute a missing
+    modality with its training mean and add one missing-indicator column, reduce
+    a modality wider than ``n_components`` by PCA), step ``"cox"`` is
+    scikit-survival's ridge Cox model
+
+    .. math::
+
+        \hat\beta = \arg\max_\beta \; \log PL(\beta) - \frac{\alpha}{2} \lVert\beta\rVert^2,
+
+    or, when ``l1_ratio`` is set, the elastic net
+    :class:`~sksurv.linear_model.CoxnetSurvivalAnalysis` at the single penalty
+    ``alpha``, with a baseline model so that it predicts survival functions.
+    The pipeline has ``predict`` (risk), ``score`` (Harrell's C) and
+    ``predict_survival_function``; grid searches reach ``preprocess__n_components``
+    and ``cox__alpha`` (``cox__alphas`` for the elastic net).
+
+    Parameters
+    ----------
+    modalities : dict or None, default=None
+        Columns per modality, as for :class:`ModalityPreprocessor`; ``None``
+        groups the columns by their ``"<modality>__"`` prefix.
+    n_components : int, default=8
+        Principal components kept per wide modality.
+    alpha : float, default=None
+        Penalty strength. ``None`` gives 100 for the ridge model and 0.03 for the
+        elastic net. The two scales differ: the ridge penalty is added to the
+        summed log partial likelihood, Coxnet's to the likelihood averaged over
+        patients.
+    l1_ratio : float in (0, 1], default=None
+        ``None`` fits the ridge :class:`~sksurv.linear_model.CoxPHSurvivalAnalysis`;
+        a number fits :class:`~sksurv.linear_model.CoxnetSurvivalAnalysis` with
+        this mix of L1 (1) and L2 penalty.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Unfitted, with steps ``"preprocess"`` and ``"cox"``.
+
+    See Also
+    --------
+    ModalityPreprocessor : The preprocessing step.
+    sksurvfusion.M4SurvivalEstimator : The fusion model this baseline is compared with.
+
+    Notes
+    -----
+    The defaults come from cross-validated grids over ``n_components`` in
+    {4, 8, 16, 32, 64} and ``alpha`` in {1, 10, 100, 1000}. On four TCGA cohorts
+    (official 5 folds of PORPOISE; modalities RNA clipped to [-5, 5], CNV,
+    mutations, clinical with the few missing ages median-imputed) 8 components
+    with ``alpha=100`` give Harrell's C of 0.862 (GBMLGG), 0.645 (BLCA), 0.617
+    (LUAD) and 0.642 (UCEC), against 0.844, 0.650, 0.613 and 0.617 for the
+    reference ridge Cox on standardised features with PCA of the RNA only;
+    ``alpha=10`` is as good on average (0.691 against 0.692).
+    On :func:`~sksurvfusion.datasets.load_breast_cancer` (5 x 5-fold) stronger
+    penalties help (0.640 at the defaults, 0.653 at ``alpha=1000``; its 76 genes
+    are already a prognostic signature), and on synthetic embeddings from
+    :func:`~sksurvfusion.datasets.make_multimodal_survival` 8 components beat 4,
+    16 and 32 at every ``alpha``. The elastic net's 0.03 is the middle of a
+    plateau (``l1_ratio=0.5``: 0.869 on GBMLGG, 0.657 on BLCA, 0.642 on breast
+    cancer).
+
+    Examples
+    --------
+    >>> from sksurvfusion.baselines import make_cox_baseline
+    >>> from sksurvfusion.datasets import load_breast_cancer
+    >>> X, y = load_breast_cancer()
+    >>> model = make_cox_baseline().fit(X, y)
+    >>> model.predict(X).shape
+    (198,)
+    >>> list(model.named_steps["preprocess"].modalities_)
+    ['genes', 'clinical']
+    >>> bool(model.score(X, y) > 0.7)
+    True
+    """
+    if l1_ratio is not None and not (isinstance(l1_ratio, Real) and 0 < l1_ratio <= 1):
+        raise ValueError(f"l1_ratio must be None or a number in (0, 1], got {l1_ratio!r}")
+    if alpha is not None and not (isinstance(alpha, Real) and alpha >= 0):
+        raise ValueError(f"alpha must be None or a non-negative number, got {alpha!r}")
+    if l1_ratio is None:
+        cox = CoxPHSurvivalAnalysis(alpha=_DEFAULT_RIDGE_ALPHA if alpha is None else alpha)
+    else:
+        cox = CoxnetSurvivalAnalysis(
+            alphas=[_DEFAULT_COXNET_ALPHA if alpha is None else alpha],
+            l1_ratio=l1_ratio,
+            fit_baseline_model=True,
+        )
+    return Pipeline(
+        [
+            ("preprocess", ModalityPreprocessor(modalities, n_components=n_components)),
+            ("cox", cox),
+        ]
+    )

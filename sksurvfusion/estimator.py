@@ -1,0 +1,678 @@
+"""M4SurvivalEstimator: multi-modal fusion survival model as a scikit-learn estimator."""
+
+from __future__ import annotations
+
+import json
+from numbers import Integral, Real
+from typing import ClassVar
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNet
+from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
+from sksurv.base import SurvivalAnalysisMixin
+from sksurv.functions import StepFunction
+from sksurv.linear_model.coxph import BreslowEstimator
+from sksurv.metrics import concordance_index_censored
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
+
+from sksurvfusion import __version__
+from sksurvfusion._survival import check_survival_target
+from sksurvfusion.losses import CoxPartialLikelihoodLoss
+from sksurvfusion.modality import modality_mask, resolve_modalities
+from sksurvfusion.nn import FusionSurvivalNet
+
+__all__ = ["M4SurvivalEstimator"]
+
+_FORMAT_VERSION = 1
+_INFERENCE_BATCH = 4096
+# module arguments that are estimator parameters of the same name
+_MODULE_PARAMS = (
+    "adapter",
+    "d_model",
+    "n_layers",
+    "d_state",
+    "d_conv",
+    "expand",
+    "n_heads",
+    "encoder_hidden",
+    "dropout",
+    "modality_dropout",
+    "pooling",
+    "bidirectional",
+    "risk_bound",
+    "mamba_backend",
+)
+
+
+def _batch_loader(dataset, batch_size, shuffle=False):
+    """Batches as slices of the dataset's tensors, not one ``__getitem__`` per row."""
+    sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+    return DataLoader(
+        dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
+    )
+
+
+class _EventStratifiedSplit:
+    """skorch ``train_split``: hold out a fraction, stratified on the event indicator."""
+
+    def __init__(self, fraction: float, seed: int) -> None:
+        self.fraction = fraction
+        self.seed = seed
+
+    def __call__(self, dataset, y=None, **fit_params):
+        event = np.asarray(y[:, 0], dtype=bool)
+        train, valid = train_test_split(
+            np.arange(len(event)), test_size=self.fraction, stratify=event, random_state=self.seed
+        )
+        return Subset(dataset, train.tolist()), Subset(dataset, valid.tolist())
+
+
+def _validation_cindex(net, X, y) -> float:
+    risk = net.predict(X).reshape(-1)
+    event = np.asarray(y[:, 0], dtype=bool)
+    if not event.any():
+        return float("nan")
+    return concordance_index_censored(event, y[:, 1], risk)[0]
+
+
+class M4SurvivalEstimator(
+    SurvivalAnalysisMixin, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator
+):
+    r"""Multi-modal survival model fusing per-modality tokens with a Mamba adapter.
+
+    Each modality (a group of columns of ``X``, typically one foundation-model
+    embedding) is projected by a two-layer MLP encoder into one token of width
+    ``d_model``. The tokens form a sequence fused by an adapter (a Mamba
+    selective state-space model, a Transformer, or an MLP over the
+    concatenation), and a linear head gives the log-hazard
+
+    .. math::
+
+        \eta(x) = b \tanh(z(x) / b),
+
+    bounded by ``b = risk_bound``, trained with the Cox partial likelihood [1]_.
+    After training, Breslow's estimator of the baseline hazard turns risks into
+    survival functions. A modality whose columns are all NaN in a row is missing
+    for that patient: its token is replaced by a learned mask token.
+
+    Parameters
+    ----------
+    modalities : dict or None, default=None
+        ``None`` groups the columns by the text before their first ``"__"``
+        (all columns form one modality when none has that prefix). A dict maps
+        a modality name to its columns: column names, integer positions, a
+        ``slice``, or a regular expression matched against column names. Dict
+        order is token order.
+    encoder_groups : dict of str to list of str, default=None
+        Modalities that share one encoder (they must have equal widths), e.g.
+        ``{"radiology": ["t1", "t1pc", "t2", "flair"]}``.
+    adapter : {"mamba", "transformer", "mlp"}, default="mamba"
+        Fusion of the modality tokens.
+    d_model : int, default=64
+        Width of the tokens and of the fused representation.
+    n_layers : int, default=2
+        Mamba blocks or Transformer layers.
+    d_state, d_conv, expand : int, default=16, 4, 2
+        Mamba state size, convolution width and expansion factor.
+    n_heads : int, default=4
+        Attention heads of the Transformer adapter (must divide ``d_model``).
+    encoder_hidden : int, default=256
+        Hidden width of the modality encoders.
+    dropout : float, default=0.1
+        Dropout in encoders and adapter.
+    modality_dropout : float, default=0.0
+        Probability of masking a present modality of a training sample.
+    pooling : {"mean", "last"}, default="mean"
+        Pooling of the adapter's output tokens: mean over present tokens, or
+        the last present token.
+    bidirectional : bool, default=False
+        Whether the Mamba adapter also reads the tokens backwards.
+    risk_bound : float or None, default=3.0
+        Bound of the log-hazard; ``None`` leaves it unbounded.
+    ties : {"efron", "breslow"}, default="efron"
+        Handling of tied event times in the partial likelihood.
+    lr : float, default=3e-4
+        Learning rate of AdamW.
+    weight_decay : float, default=1e-2
+        Weight decay of AdamW.
+    batch_size : int or None, default=16
+        Patients per step; ``None`` trains on the whole set at once (the exact
+        risk set).
+    max_epochs : int, default=30
+        Passes over the training data.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the patients (stratified on the
+        event indicator), monitor their C-index, stop after ``patience``
+        epochs without improvement and restore the best weights.
+    validation_fraction : float, default=0.1
+        Share of patients held out when ``early_stopping`` is on.
+    patience : int, default=5
+        Epochs without improvement before early stopping.
+    callbacks : list of skorch callbacks, default=None
+        Extra callbacks for the skorch training loop.
+    verbose : int, default=0
+        ``0`` is silent; ``1`` or more prints a progress bar and the epoch log.
+    device : {"auto", "cpu", "cuda"} or str, default="auto"
+        Torch device; ``"auto"`` uses CUDA when available.
+    mamba_backend : {"auto", "torch", "mamba_ssm"}, default="auto"
+        Implementation of the selective scan (``"auto"``: the fused CUDA
+        kernels of ``mamba_ssm`` when importable and on GPU, else pure torch).
+    random_state : int, RandomState instance or None, default=None
+        Seeds weight initialisation, shuffling, dropout and the validation
+        split; with an int two fits on CPU are identical.
+
+    Attributes
+    ----------
+    modalities_ : dict of str to ndarray of int
+        Column positions of each modality, in token order.
+    n_features_in_ : int
+        Number of columns seen during ``fit``.
+    feature_names_in_ : ndarray of str
+        Column names seen during ``fit`` (DataFrame input only).
+    net_ : skorch.NeuralNet
+        The trained network (its ``module_`` is a
+        :class:`~sksurvfusion.nn.FusionSurvivalNet`).
+    unique_times_ : ndarray
+        Distinct event times of the training data.
+    cum_baseline_hazard_ : sksurv.functions.StepFunction
+        Breslow estimate of the cumulative baseline hazard.
+    baseline_survival_ : sksurv.functions.StepFunction
+        Baseline survival function.
+    risk_cutpoints_ : ndarray of shape (2,)
+        33rd and 66th percentiles of the training risks.
+
+    See Also
+    --------
+    sksurvfusion.ModalitySelector : Foundation-model choice per modality.
+    sksurvfusion.make_cox_baseline : Penalised Cox baseline on the same data.
+
+    References
+    ----------
+    .. [1] Lee et al. (2025). M4Survive: Multi-modal Mamba-based survival
+       prediction with foundation-model embeddings.
+
+    Examples
+    --------
+    >>> from sksurvfusion import M4SurvivalEstimator
+    >>> from sksurvfusion.datasets import make_multimodal_survival
+    >>> X, y = make_multimodal_survival(
+    ...     60, modalities={"mri": 32, "pathology": 48}, random_state=0
+    ... )
+    >>> model = M4SurvivalEstimator(d_model=16, max_epochs=3, random_state=0).fit(X, y)
+    >>> model.predict(X).shape
+    (60,)
+    >>> list(model.modalities_)
+    ['mri', 'pathology']
+    """
+
+    _parameter_constraints: ClassVar[dict] = {
+        "modalities": [dict, None],
+        "encoder_groups": [dict, None],
+        "adapter": [StrOptions({"mamba", "transformer", "mlp"})],
+        "d_model": [Interval(Integral, 1, None, closed="left")],
+        "n_layers": [Interval(Integral, 1, None, closed="left")],
+        "d_state": [Interval(Integral, 1, None, closed="left")],
+        "d_conv": [Interval(Integral, 1, None, closed="left")],
+        "expand": [Interval(Integral, 1, None, closed="left")],
+        "n_heads": [Interval(Integral, 1, None, closed="left")],
+        "encoder_hidden": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "modality_dropout": [Interval(Real, 0, 1, closed="left")],
+        "pooling": [StrOptions({"mean", "last"})],
+        "bidirectional": ["boolean"],
+        "risk_bound": [Interval(Real, 0, None, closed="neither"), None],
+        "ties": [StrOptions({"efron", "breslow"})],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "callbacks": [list, None],
+        "verbose": ["verbose"],
+        "device": [str],
+        "mamba_backend": [StrOptions({"auto", "torch", "mamba_ssm"})],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        modalities=None,
+        *,
+        encoder_groups=None,
+        adapter="mamba",
+        d_model=64,
+        n_layers=2,
+        d_state=16,
+        d_conv=4,
+        expand=2,
+        n_heads=4,
+        encoder_hidden=256,
+        dropout=0.1,
+        modality_dropout=0.0,
+        pooling="mean",
+        bidirectional=False,
+        risk_bound=3.0,
+        ties="efron",
+        lr=3e-4,
+        weight_decay=1e-2,
+        batch_size=16,
+        max_epochs=30,
+        early_stopping=False,
+        validation_fraction=0.1,
+        patience=5,
+        callbacks=None,
+        verbose=0,
+        device="auto",
+        mamba_backend="auto",
+        random_state=None,
+    ):
+        self.modalities = modalities
+        self.encoder_groups = encoder_groups
+        self.adapter = adapter
+        self.d_model = d_model
+        self.n_layers = n_layers
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.expand = expand
+        self.n_heads = n_heads
+        self.encoder_hidden = encoder_hidden
+        self.dropout = dropout
+        self.modality_dropout = modality_dropout
+        self.pooling = pooling
+        self.bidirectional = bidirectional
+        self.risk_bound = risk_bound
+        self.ties = ties
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.callbacks = callbacks
+        self.verbose = verbose
+        self.device = device
+        self.mamba_backend = mamba_backend
+        self.random_state = random_state
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Train the network and the Breslow baseline hazard.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+            Features; a modality all NaN in a row is missing for that row.
+        y : structured array of shape (n_samples,)
+            Event indicator (first field) and observed time (second field).
+
+        Returns
+        -------
+        self
+        """
+        # Everything is validated and trained into locals first, so a failure
+        # leaves an earlier fit untouched.
+        self._validate_params()
+        probe = _FeatureProbe()
+        X = validate_data(probe, X, dtype=np.float32, ensure_all_finite=False)
+        event, time = check_survival_target(y, n_samples=X.shape[0])
+        feature_names = getattr(probe, "feature_names_in_", None)
+        modalities = resolve_modalities(self.modalities, feature_names, X.shape[1])
+        mask = modality_mask(X, modalities)
+        groups = self._resolve_encoder_groups(modalities)
+        if self.adapter == "transformer" and self.d_model % self.n_heads:
+            raise ValueError(
+                f"d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads}) "
+                "for the transformer adapter"
+            )
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        if self.early_stopping:
+            self._check_validation_split(event)
+        device = self._resolve_device()
+
+        net = self._build_net(modalities, groups, device, seed)
+        inputs = {"x": torch.from_numpy(X), "mask": torch.from_numpy(mask)}
+        target = torch.from_numpy(np.column_stack([event, time]).astype(np.float64))
+        devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            net.fit(inputs, target)
+        train_risk = _infer(net.module_, X, mask, "forward", device)
+        if not np.all(np.isfinite(train_risk)):
+            raise FloatingPointError(
+                "training diverged: the network predicts non-finite risks; lower lr"
+            )
+        baseline = BreslowEstimator().fit(train_risk, event, time)
+        cutpoints = np.percentile(train_risk, [33.0, 66.0])
+
+        self.modalities_ = modalities
+        self.n_features_in_ = probe.n_features_in_
+        if feature_names is not None:
+            self.feature_names_in_ = feature_names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.net_ = net
+        self._n_features_out = self.d_model
+        self._set_baseline(baseline, cutpoints)
+        return self
+
+    def _resolve_encoder_groups(self, modalities) -> list[list[int]]:
+        if not self.encoder_groups:
+            return []
+        names = list(modalities)
+        seen: dict[str, str] = {}
+        groups = []
+        for group, members in self.encoder_groups.items():
+            if isinstance(members, str) or not len(members):
+                raise ValueError(
+                    f"encoder_groups[{group!r}] must be a non-empty list of modality names"
+                )
+            for member in members:
+                if member not in modalities:
+                    raise ValueError(
+                        f"encoder_groups[{group!r}] names modality {member!r}, which is not "
+                        f"among the modalities {names}"
+                    )
+                if member in seen:
+                    raise ValueError(
+                        f"modality {member!r} is in encoder groups {seen[member]!r} and {group!r}"
+                    )
+                seen[member] = group
+            widths = {m: len(modalities[m]) for m in members}
+            if len(set(widths.values())) > 1:
+                raise ValueError(
+                    f"encoder_groups[{group!r}] shares one encoder between modalities of "
+                    f"different widths {widths}"
+                )
+            groups.append([names.index(m) for m in members])
+        return groups
+
+    def _check_validation_split(self, event: np.ndarray) -> None:
+        n_valid = int(np.ceil(self.validation_fraction * event.shape[0]))
+        expected_events = event.mean() * n_valid
+        if n_valid < 2 or expected_events < 2 or event.shape[0] - n_valid < 2:
+            raise ValueError(
+                f"early_stopping holds out validation_fraction={self.validation_fraction} of "
+                f"{event.shape[0]} samples ({n_valid} samples, about {expected_events:.1f} "
+                "events): too few to compute a validation C-index; raise validation_fraction "
+                "or turn early_stopping off"
+            )
+
+    def _resolve_device(self) -> str:
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as exc:
+            raise ValueError(f"device={self.device!r} is not a torch device") from exc
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here")
+        return self.device
+
+    def _build_net(self, modalities, groups, device, seed) -> NeuralNet:
+        callbacks = []
+        train_split = None
+        if self.early_stopping:
+            train_split = _EventStratifiedSplit(self.validation_fraction, seed)
+            callbacks += [
+                (
+                    "valid_cindex",
+                    EpochScoring(_validation_cindex, lower_is_better=False, name="valid_cindex"),
+                ),
+                (
+                    "early_stopping",
+                    EarlyStopping(
+                        monitor="valid_cindex",
+                        lower_is_better=False,
+                        patience=self.patience,
+                        load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ),
+                ),
+            ]
+        if self.verbose:
+            callbacks.append(("progress_bar", ProgressBar()))
+        callbacks += list(self.callbacks or [])
+        module_params = {f"module__{name}": getattr(self, name) for name in _MODULE_PARAMS}
+        return NeuralNet(
+            FusionSurvivalNet,
+            module__modality_columns=[columns.tolist() for columns in modalities.values()],
+            module__encoder_groups=groups or None,
+            **module_params,
+            criterion=CoxPartialLikelihoodLoss,
+            criterion__ties=self.ties,
+            optimizer=torch.optim.AdamW,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.max_epochs,
+            batch_size=-1 if self.batch_size is None else self.batch_size,
+            iterator_train=_batch_loader,
+            iterator_train__shuffle=True,
+            iterator_valid=_batch_loader,
+            iterator_valid__batch_size=_INFERENCE_BATCH,
+            train_split=train_split,
+            callbacks=callbacks,
+            verbose=int(self.verbose),
+            device=device,
+        )
+
+    def _set_baseline(self, baseline: BreslowEstimator, cutpoints: np.ndarray) -> None:
+        self._baseline_model = baseline
+        self.unique_times_ = baseline.unique_times_
+        self.cum_baseline_hazard_ = baseline.cum_baseline_hazard_
+        self.baseline_survival_ = baseline.baseline_survival_
+        self.risk_cutpoints_ = cutpoints
+
+    # ------------------------------------------------------------- predict
+    def _check_input(self, X):
+        check_is_fitted(self, "net_")
+        X = validate_data(self, X, dtype=np.float32, ensure_all_finite=False, reset=False)
+        return X, modality_mask(X, self.modalities_)
+
+    def _device_for_inference(self) -> str:
+        device = str(self.net_.device)
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            return "cpu"
+        return device
+
+    def predict(self, X) -> np.ndarray:
+        """Predicted log-hazard (risk score); higher means shorter survival.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        risk : ndarray of shape (n_samples,)
+        """
+        X, mask = self._check_input(X)
+        return _infer(self.net_.module_, X, mask, "forward", self._device_for_inference())
+
+    def transform(self, X) -> np.ndarray:
+        """Fused patient representation (the adapter's pooled output).
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        embedding : ndarray of shape (n_samples, d_model)
+        """
+        X, mask = self._check_input(X)
+        return _infer(self.net_.module_, X, mask, "embed", self._device_for_inference())
+
+    def predict_cumulative_hazard_function(self, X, return_array: bool = False):
+        """Cumulative hazard functions :math:`H_0(t) e^{\\eta(x)}`.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        return_array : bool, default=False
+            Return an array of values on ``unique_times_`` instead of
+            :class:`sksurv.functions.StepFunction` objects.
+
+        Returns
+        -------
+        ndarray of StepFunction of shape (n_samples,), or ndarray of shape
+        (n_samples, n_unique_times)
+        """
+        return self._predict_cumulative_hazard_function(
+            self._baseline_model, self.predict(X), return_array
+        )
+
+    def predict_survival_function(self, X, return_array: bool = False):
+        """Survival functions :math:`S_0(t)^{e^{\\eta(x)}}`.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        return_array : bool, default=False
+            Return an array of values on ``unique_times_`` instead of
+            :class:`sksurv.functions.StepFunction` objects.
+
+        Returns
+        -------
+        ndarray of StepFunction of shape (n_samples,), or ndarray of shape
+        (n_samples, n_unique_times)
+        """
+        return self._predict_survival_function(self._baseline_model, self.predict(X), return_array)
+
+    def predict_risk_group(self, X) -> np.ndarray:
+        """Risk group: 0 low, 1 intermediate, 2 high.
+
+        Cut at ``risk_cutpoints_``, the 33rd and 66th percentiles of the
+        training risks.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        group : ndarray of int of shape (n_samples,)
+        """
+        return np.digitize(self.predict(X), self.risk_cutpoints_).astype(np.intp)
+
+    # ---------------------------------------------------------- persistence
+    def save(self, path) -> None:
+        """Save the fitted model to one file that loads without running code.
+
+        Parameters are stored as JSON text, the weights, the baseline hazard and
+        the risk cut-points as tensors, all read back with
+        ``torch.load(weights_only=True)``.
+        ``callbacks`` are not saved.
+
+        Parameters
+        ----------
+        path : str or path-like
+        """
+        check_is_fitted(self, "net_")
+        params = self.get_params()
+        params["callbacks"] = None
+        params["random_state"] = (
+            params["random_state"] if isinstance(params["random_state"], Integral) else None
+        )
+        header = {
+            "format": _FORMAT_VERSION,
+            "sksurvfusion_version": __version__,
+            "params": params,
+            "modalities": {name: cols.tolist() for name, cols in self.modalities_.items()},
+            "encoder_groups": self.net_.module__encoder_groups,
+            "n_features_in": int(self.n_features_in_),
+            "feature_names_in": (
+                [str(c) for c in self.feature_names_in_]
+                if hasattr(self, "feature_names_in_")
+                else None
+            ),
+        }
+        state = {k: v.detach().cpu() for k, v in self.net_.module_.state_dict().items()}
+        torch.save(
+            {
+                "header": json.dumps(header),
+                "state_dict": state,
+                "unique_times": torch.from_numpy(self.unique_times_.astype(np.float64)),
+                "cum_baseline_hazard": torch.from_numpy(
+                    self.cum_baseline_hazard_.y.astype(np.float64)
+                ),
+                "risk_cutpoints": torch.from_numpy(self.risk_cutpoints_.astype(np.float64)),
+            },
+            path,
+        )
+
+    @classmethod
+    def load(cls, path) -> M4SurvivalEstimator:
+        """Load a model written by :meth:`save`; a GPU-trained model loads on CPU.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        M4SurvivalEstimator
+        """
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+        header = json.loads(payload["header"])
+        if header.get("format") != _FORMAT_VERSION:
+            raise ValueError(f"unsupported model file format {header.get('format')!r}")
+        model = cls(**header["params"])
+        modalities = {
+            name: np.asarray(cols, dtype=np.intp) for name, cols in header["modalities"].items()
+        }
+        device = model._resolve_device() if torch.cuda.is_available() else "cpu"
+        net = model._build_net(modalities, header["encoder_groups"] or [], device, seed=0)
+        net.initialize()
+        net.module_.load_state_dict(payload["state_dict"])
+        model.modalities_ = modalities
+        model.n_features_in_ = header["n_features_in"]
+        if header["feature_names_in"] is not None:
+            model.feature_names_in_ = np.asarray(header["feature_names_in"], dtype=object)
+        model.net_ = net
+        model._n_features_out = model.d_model
+        model._set_baseline(
+            _breslow_from_arrays(
+                payload["unique_times"].numpy(), payload["cum_baseline_hazard"].numpy()
+            ),
+            payload["risk_cutpoints"].numpy(),
+        )
+        return model
+
+
+class _FeatureProbe(BaseEstimator):
+    """Receives ``n_features_in_`` / ``feature_names_in_`` before a fit succeeds."""
+
+
+def _breslow_from_arrays(times: np.ndarray, cum_hazard: np.ndarray) -> BreslowEstimator:
+    """A fitted BreslowEstimator rebuilt from its step values."""
+    baseline = BreslowEstimator()
+    baseline.unique_times_ = times
+    baseline.cum_baseline_hazard_ = StepFunction(times, cum_hazard)
+    baseline.baseline_survival_ = StepFunction(times, np.exp(-cum_hazard))
+    return baseline
+
+
+def _silent(*args, **kwargs) -> None:
+    return None
+
+
+def _infer(module, X: np.ndarray, mask: np.ndarray, method: str, device) -> np.ndarray:
+    module.eval()
+    call = getattr(module, method)
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, X.shape[0], _INFERENCE_BATCH):
+            stop = start + _INFERENCE_BATCH
+            x = torch.from_numpy(X[start:stop]).to(device)
+            m = torch.from_numpy(mask[start:stop]).to(device)
+            outputs.append(call(x, m).float().cpu().numpy())
+    return np.concatenate(outputs).astype(np.float64)

@@ -1,0 +1,240 @@
+"""Modality encoders: from a row of embedding columns to a sequence of tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from numbers import Integral
+
+import torch
+from torch import Tensor, nn
+
+from sksurvfusion.nn._validation import check_fraction, check_positive_int
+
+__all__ = ["ModalityEncoder", "ModalityTokenizer"]
+
+
+def _as_column_table(columns: Sequence[Sequence[int]]) -> list[list[int]]:
+    table = []
+    for i, cols in enumerate(columns):
+        cols = [int(c) for c in cols]
+        if not cols or min(cols) < 0:
+            raise ValueError(
+                f"modality {i} needs a non-empty list of non-negative column positions, "
+                f"got {cols!r}."
+            )
+        table.append(cols)
+    if not table:
+        raise ValueError("modality_columns must name at least one modality.")
+    return table
+
+
+class ModalityEncoder(nn.Module):
+    r"""Shared 2-layer MLP that turns equal-width modalities into tokens.
+
+    Each modality of the group is projected by the same
+    ``Linear -> GELU -> Dropout -> Linear -> LayerNorm`` from its embedding width to
+    ``d_model``; the whole group goes through one batched matmul. A group of one is a
+    per-modality encoder.
+
+    Parameters
+    ----------
+    columns : sequence of sequences of int
+        Column positions in ``x`` of each modality of the group (all of equal length).
+    d_model : int
+        Token width.
+    hidden : int, default=256
+        Hidden width of the MLP.
+    dropout : float, default=0.1
+        Dropout after the activation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.nn import ModalityEncoder
+    >>> encoder = ModalityEncoder([[0, 1, 2], [3, 4, 5]], d_model=8)
+    >>> encoder(torch.randn(10, 6)).shape
+    torch.Size([10, 2, 8])
+    """
+
+    def __init__(
+        self,
+        columns: Sequence[Sequence[int]],
+        d_model: int,
+        *,
+        hidden: int = 256,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        table = _as_column_table(columns)
+        widths = sorted({len(cols) for cols in table})
+        if len(widths) > 1:
+            raise ValueError(
+                f"modalities sharing one encoder must have equal widths, got widths {widths}."
+            )
+        d_model = check_positive_int("d_model", d_model)
+        hidden = check_positive_int("encoder_hidden", hidden)
+        self.in_features = widths[0]
+        self.register_buffer("columns", torch.tensor(table, dtype=torch.long))
+        self.mlp = nn.Sequential(
+            nn.Linear(self.in_features, hidden),
+            nn.GELU(),
+            nn.Dropout(check_fraction("dropout", dropout)),
+            nn.Linear(hidden, d_model),
+            nn.LayerNorm(d_model),
+        )
+
+    def forward(self, x: Tensor, present: Tensor | None = None) -> Tensor:
+        """Encode the group's modalities.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+        present : bool Tensor of shape (batch, n_group_modalities), optional
+            Missing modalities are zeroed before any arithmetic, so NaN in them cannot
+            reach the output or the gradients; their tokens are meaningless and must be
+            replaced by the caller.
+
+        Returns
+        -------
+        Tensor of shape (batch, n_group_modalities, d_model)
+        """
+        values = x[:, self.columns]
+        if present is not None:
+            values = torch.where(present.unsqueeze(-1), values, 0.0)
+        return self.mlp(values)
+
+
+class ModalityTokenizer(nn.Module):
+    r"""Turn a patient row into one token per modality.
+
+    Token :math:`i` is :math:`\operatorname{enc}_{g(i)}(x_i) + e_i` for a present modality
+    and :math:`m + e_i` for a missing one, where :math:`g(i)` is the modality's encoder
+    group, :math:`e_i` a learned modality embedding and :math:`m` a learned mask token.
+    Nothing of a missing modality's values reaches the tokens.
+
+    Parameters
+    ----------
+    modality_columns : sequence of sequences of int
+        Column positions of each modality in ``x``, in token order.
+    d_model : int
+        Token width.
+    encoder_groups : sequence of sequences of int, optional
+        Modality indices sharing one encoder (they must have equal widths); modalities not
+        listed get their own encoder.
+    hidden : int, default=256
+        Hidden width of the encoders.
+    dropout : float, default=0.1
+        Dropout inside the encoders.
+    modality_dropout : float, default=0.0
+        While training, probability of masking each present modality of a row; at least
+        one present modality of each row is always kept.
+
+    Attributes
+    ----------
+    encoders : ModuleList of ModalityEncoder
+        One per encoder group (listed groups first, then singletons in token order).
+    groups : list of list of int
+        Modality indices of each encoder.
+    """
+
+    def __init__(
+        self,
+        modality_columns: Sequence[Sequence[int]],
+        d_model: int,
+        *,
+        encoder_groups: Sequence[Sequence[int]] | None = None,
+        hidden: int = 256,
+        dropout: float = 0.1,
+        modality_dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        table = _as_column_table(modality_columns)
+        d_model = check_positive_int("d_model", d_model)
+        self.n_modalities = len(table)
+        self.modality_dropout = check_fraction(
+            "modality_dropout", modality_dropout, allow_one=True
+        )
+        self.groups = self._resolve_groups(encoder_groups, table)
+        self.encoders = nn.ModuleList(
+            ModalityEncoder([table[i] for i in group], d_model, hidden=hidden, dropout=dropout)
+            for group in self.groups
+        )
+        group_order = [i for group in self.groups for i in group]
+        self.register_buffer("group_order", torch.tensor(group_order, dtype=torch.long))
+        # Inverse permutation: from encoder-group order back to token order.
+        token_order = torch.empty(self.n_modalities, dtype=torch.long)
+        token_order[self.group_order] = torch.arange(self.n_modalities)
+        self.register_buffer("token_order", token_order)
+        self.modality_embedding = nn.Parameter(torch.randn(self.n_modalities, d_model) * 0.02)
+        self.mask_token = nn.Parameter(torch.randn(d_model) * 0.02)
+
+    @staticmethod
+    def _resolve_groups(encoder_groups, table) -> list[list[int]]:
+        n = len(table)
+        groups: list[list[int]] = []
+        seen: dict[int, int] = {}
+        for g, group in enumerate(encoder_groups or ()):
+            members = [int(i) if isinstance(i, Integral) and not isinstance(i, bool) else i
+                       for i in group]
+            if not members:
+                raise ValueError(f"encoder_groups[{g}] is empty.")
+            for i in members:
+                if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+                    raise ValueError(
+                        f"encoder_groups[{g}] holds {i!r}, which is not a modality index in "
+                        f"[0, {n})."
+                    )
+                if i in seen:
+                    raise ValueError(
+                        f"modality {i} is listed in encoder_groups[{seen[i]}] and "
+                        f"encoder_groups[{g}]; a modality can share only one encoder."
+                    )
+                seen[i] = g
+            widths = {i: len(table[i]) for i in members}
+            if len(set(widths.values())) > 1:
+                listing = ", ".join(f"modality {i}: {w} columns" for i, w in widths.items())
+                raise ValueError(
+                    f"encoder_groups[{g}] shares one encoder between modalities of different "
+                    f"widths ({listing}); grouped modalities must have equal widths."
+                )
+            groups.append(members)
+        groups += [[i] for i in range(n) if i not in seen]
+        return groups
+
+    def drop_modalities(self, mask: Tensor) -> Tensor:
+        """Mask present modalities at random, keeping at least one per row."""
+        scores = torch.rand(mask.shape, device=mask.device)
+        kept = mask & (scores >= self.modality_dropout)
+        # A row that lost all its modalities keeps the present one with the highest score.
+        rescue = torch.where(mask, scores, -1.0).argmax(dim=1, keepdim=True)
+        rescue = torch.zeros_like(mask).scatter_(1, rescue, True) & mask
+        return torch.where(kept.any(dim=1, keepdim=True), kept, rescue)
+
+    def forward(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """Tokenise a batch.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            May hold anything (NaN included) in the columns of missing modalities.
+        mask : bool Tensor of shape (batch, n_modalities)
+            True where the modality is present.
+
+        Returns
+        -------
+        tokens : Tensor of shape (batch, n_modalities, d_model)
+        mask : bool Tensor of shape (batch, n_modalities)
+            The mask after modality dropout (equal to the input outside training).
+        """
+        if self.training and self.modality_dropout > 0:
+            mask = self.drop_modalities(mask)
+        if len(self.encoders) == 1:
+            tokens = self.encoders[0](x, mask[:, self.group_order])
+        else:
+            grouped_mask = mask[:, self.group_order].split([len(g) for g in self.groups], 1)
+            tokens = torch.cat(
+                [enc(x, m) for enc, m in zip(self.encoders, grouped_mask, strict=True)], dim=1
+            )
+        tokens = tokens[:, self.token_order]
+        tokens = torch.where(mask.unsqueeze(-1), tokens, self.mask_token.to(tokens.dtype))
+        return tokens + self.modality_embedding, mask

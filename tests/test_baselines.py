@@ -1,0 +1,192 @@
+import doctest
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sksurv.functions import StepFunction
+from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
+
+from sksurvfusion import baselines
+from sksurvfusion.baselines import ModalityPreprocessor, make_cox_baseline
+from sksurvfusion.datasets import load_breast_cancer, make_multimodal_survival
+from sksurvfusion.model_selection import SurvivalStratifiedKFold
+
+
+@pytest.fixture(scope="module")
+def breast_cancer():
+    return load_breast_cancer()
+
+
+@pytest.fixture(scope="module")
+def with_missing():
+    # modality "a" (12 wide, reduced by PCA) missing for about a third of the patients
+    return make_multimodal_survival(
+        90, {"a": 12, "b": 3}, missing_rate={"a": 0.3}, dtype=np.float64, random_state=0
+    )
+
+
+def test_docstring_examples():
+    result = doctest.testmod(baselines, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted > 0
+    assert result.failed == 0
+
+
+class TestMakeCoxBaseline:
+    def test_matches_hand_built_pipeline(self, breast_cancer):
+        X, y = breast_cancer
+        genes = [c for c in X.columns if c.startswith("genes__")]
+        clinical = [c for c in X.columns if c.startswith("clinical__")]
+        by_hand = make_pipeline(
+            ColumnTransformer(
+                [
+                    ("genes", make_pipeline(StandardScaler(), PCA(n_components=6)), genes),
+                    ("clinical", StandardScaler(), clinical),
+                ]
+            ),
+            CoxPHSurvivalAnalysis(alpha=3.0),
+        ).fit(X, y)
+        model = make_cox_baseline(n_components=6, alpha=3.0).fit(X, y)
+        np.testing.assert_allclose(model.predict(X), by_hand.predict(X), rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(model.named_steps["cox"].coef_, by_hand[-1].coef_, rtol=1e-6)
+
+    def test_plain_array_with_positions_matches_frame(self, breast_cancer):
+        X, y = breast_cancer
+        positions = {"genes": list(range(76)), "clinical": slice(76, 81)}
+        from_array = make_cox_baseline(positions).fit(X.to_numpy(), y)
+        from_frame = make_cox_baseline().fit(X, y)
+        np.testing.assert_allclose(
+            from_array.predict(X.to_numpy()), from_frame.predict(X), rtol=1e-8
+        )
+
+    def test_defaults(self):
+        model = make_cox_baseline()
+        assert [name for name, _ in model.steps] == ["preprocess", "cox"]
+        assert model.named_steps["preprocess"].n_components == 8
+        assert isinstance(model.named_steps["cox"], CoxPHSurvivalAnalysis)
+        assert model.named_steps["cox"].alpha == 100.0
+
+    def test_missing_modality_is_imputed_with_one_indicator(self, with_missing):
+        X, y = with_missing
+        missing = X.filter(like="a__").isna().all(axis=1).to_numpy()
+        assert 0 < missing.sum() < len(X)
+        model = make_cox_baseline(n_components=4).fit(X, y)
+        prep = model.named_steps["preprocess"]
+        names = prep.get_feature_names_out().tolist()
+        assert names == ["a__pc0", "a__pc1", "a__pc2", "a__pc3", "a__missing"] + [
+            f"b__{k}" for k in range(3)
+        ]
+        Xt = pd.DataFrame(prep.transform(X), columns=names)
+        np.testing.assert_array_equal(Xt["a__missing"], missing.astype(float))
+        # every missing row gets the same imputed point: the training mean, scaled to 0
+        assert np.ptp(Xt.loc[missing, "a__pc0"]) == 0
+        assert np.isfinite(model.predict(X)).all()
+        assert 0.5 < model.score(X, y) <= 1
+
+    def test_modality_missing_only_at_predict_time(self, with_missing):
+        X, y = with_missing
+        model = make_cox_baseline(n_components=4).fit(X, y)
+        X_test = X.copy()
+        X_test.loc[:9, [c for c in X.columns if c.startswith("b__")]] = np.nan
+        X_test.loc[:9, [c for c in X.columns if c.startswith("a__")]] = 0.1
+        assert np.isfinite(model.predict(X_test)).all()
+
+    def test_partially_missing_modality_raises(self, with_missing):
+        X, y = with_missing
+        X = X.copy()
+        X.iloc[~X["a__0"].isna().to_numpy(), 0] = np.nan
+        with pytest.raises(ValueError, match="modality 'a' has NaN in only some"):
+            make_cox_baseline().fit(X, y)
+
+    def test_modality_missing_in_every_row_raises(self, with_missing):
+        X, y = with_missing
+        X = X.copy()
+        X[[c for c in X.columns if c.startswith("a__")]] = np.nan
+        with pytest.raises(ValueError, match="'a' is missing in every training row"):
+            make_cox_baseline().fit(X, y)
+
+    def test_l1_ratio_gives_coxnet_with_survival_functions(self, breast_cancer):
+        X, y = breast_cancer
+        model = make_cox_baseline(l1_ratio=0.5).fit(X, y)
+        cox = model.named_steps["cox"]
+        assert isinstance(cox, CoxnetSurvivalAnalysis)
+        assert cox.l1_ratio == 0.5
+        np.testing.assert_allclose(cox.alphas_, [0.03])
+        functions = model.predict_survival_function(X.iloc[:4])
+        assert len(functions) == 4
+        assert all(isinstance(f, StepFunction) for f in functions)
+        values = np.vstack([f(f.x) for f in functions])
+        assert ((values >= 0) & (values <= 1)).all()
+        assert (np.diff(values, axis=1) <= 1e-12).all()
+        assert model.score(X, y) > 0.6
+
+    def test_grid_search_with_survival_folds(self, breast_cancer):
+        X, y = breast_cancer
+        search = GridSearchCV(
+            make_cox_baseline(),
+            {"cox__alpha": [1.0, 100.0], "preprocess__n_components": [2, 4]},
+            cv=SurvivalStratifiedKFold(3),
+        ).fit(X, y)
+        assert len(search.cv_results_["params"]) == 4
+        assert 0.5 < search.best_score_ < 1
+        assert search.best_estimator_.named_steps["preprocess"].n_components in (2, 4)
+
+    def test_clone_keeps_parameters(self):
+        model = make_cox_baseline({"x": [0, 1]}, n_components=3, alpha=2.0)
+        copy = clone(model)
+        assert copy.get_params()["preprocess__modalities"] == {"x": [0, 1]}
+        assert copy.get_params()["preprocess__n_components"] == 3
+        assert copy.get_params()["cox__alpha"] == 2.0
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [({"l1_ratio": 0.0}, "l1_ratio"), ({"l1_ratio": 2}, "l1_ratio"), ({"alpha": -1}, "alpha")],
+    )
+    def test_invalid_arguments(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            make_cox_baseline(**kwargs)
+
+
+class TestModalityPreprocessor:
+    def test_components_capped_by_training_rows(self):
+        X, _ = make_multimodal_survival(6, {"a": 20, "b": 2}, random_state=0)
+        Xt = ModalityPreprocessor(n_components=10).fit_transform(X)
+        assert Xt.shape == (6, 6 + 2)
+
+    def test_plain_array_is_one_modality(self):
+        X = np.random.default_rng(0).normal(size=(30, 12))
+        prep = ModalityPreprocessor(n_components=3).fit(X)
+        assert list(prep.modalities_) == ["features"]
+        assert prep.get_feature_names_out().tolist() == [f"features__pc{k}" for k in range(3)]
+
+    def test_narrow_modality_is_only_standardised(self, breast_cancer):
+        X, _ = breast_cancer
+        prep = ModalityPreprocessor(n_components=5).fit(X)  # clinical has 5 columns
+        Xt = prep.transform(X)
+        names = prep.get_feature_names_out().tolist()
+        clinical = [n for n in names if n.startswith("clinical__")]
+        assert clinical == [c for c in X.columns if c.startswith("clinical__")]
+        expected = StandardScaler().fit_transform(X[clinical])
+        np.testing.assert_allclose(Xt[:, [names.index(c) for c in clinical]], expected)
+
+    def test_pandas_output(self, breast_cancer):
+        X, _ = breast_cancer
+        Xt = ModalityPreprocessor(n_components=2).set_output(transform="pandas").fit_transform(X)
+        assert isinstance(Xt, pd.DataFrame)
+        assert Xt.columns[:2].tolist() == ["genes__pc0", "genes__pc1"]
+
+    def test_wrong_number_of_columns_at_transform(self, breast_cancer):
+        X, _ = breast_cancer
+        prep = ModalityPreprocessor().fit(X.to_numpy())
+        with pytest.raises(ValueError, match="features"):
+            prep.transform(X.to_numpy()[:, :10])
+
+    def test_invalid_n_components(self, breast_cancer):
+        X, _ = breast_cancer
+        with pytest.raises(ValueError, match="n_components"):
+            ModalityPreprocessor(n_components=0).fit(X)

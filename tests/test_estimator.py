@@ -1,0 +1,417 @@
+import pickle
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.compose import ColumnTransformer, make_column_selector
+from sklearn.model_selection import GridSearchCV, KFold
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from sksurv.linear_model.coxph import BreslowEstimator
+from sksurv.metrics import (
+    as_concordance_index_ipcw_scorer,
+    as_integrated_brier_score_scorer,
+    concordance_index_censored,
+)
+from sksurv.util import Surv
+
+from sksurvfusion import M4SurvivalEstimator, ModalitySelector
+from sksurvfusion.datasets import make_multimodal_survival
+
+TINY = {
+    "d_model": 8,
+    "encoder_hidden": 16,
+    "n_layers": 1,
+    "d_state": 4,
+    "n_heads": 2,
+    "max_epochs": 3,
+    "batch_size": 32,
+    "random_state": 0,
+}
+WIDTHS = {"t1": 12, "t2": 12, "pathology": 16}
+
+
+def fields(y):
+    event, time = y.dtype.names
+    return y[event], y[time]
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = make_multimodal_survival(160, modalities=WIDTHS, random_state=0)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    X, y = data
+    return M4SurvivalEstimator(**TINY).fit(X, y)
+
+
+def _as_survival(y):
+    """scikit-learn's generic test targets as survival targets: every sample an event."""
+    if y is None or getattr(y, "dtype", None) is not None and y.dtype.fields is not None:
+        return y
+    magnitude = np.abs(np.asarray(y)).astype(float)
+    return Surv.from_arrays(np.ones(len(magnitude), dtype=bool), magnitude + 1.0)
+
+
+class _GenericTarget(M4SurvivalEstimator):
+    """Maps scikit-learn's generic test targets to survival targets."""
+
+    def fit(self, X, y):
+        return super().fit(X, _as_survival(y))
+
+    def score(self, X, y):
+        return super().score(X, _as_survival(y))
+
+
+CHECK_PARAMS = TINY | {"max_epochs": 2, "batch_size": None}
+
+
+@parametrize_with_checks(
+    [_GenericTarget(**CHECK_PARAMS)],
+    expected_failed_checks=lambda estimator: {
+        "check_methods_subset_invariance": (
+            "float32 inference: predicting a subset runs BLAS kernels blocked for another "
+            "batch size, so results differ in the 7th significant digit"
+        ),
+    },
+)
+def test_scikit_learn_conventions(estimator, check):
+    check(estimator)
+
+
+class TestFitPredict:
+    def test_shapes_and_fitted_attributes(self, fitted, data):
+        X, _ = data
+        assert fitted.predict(X).shape == (len(X),)
+        assert fitted.transform(X).shape == (len(X), TINY["d_model"])
+        assert list(fitted.modalities_) == list(WIDTHS)
+        np.testing.assert_array_equal(fitted.feature_names_in_, X.columns)
+        assert fitted.n_features_in_ == X.shape[1]
+        assert np.all(np.abs(fitted.predict(X)) <= 3.0)
+
+    def test_score_is_harrells_c(self, fitted, data):
+        X, y = data
+        event, time = fields(y)
+        expected = concordance_index_censored(event, time, fitted.predict(X))[0]
+        assert fitted.score(X, y) == pytest.approx(expected)
+
+    def test_survival_functions_equal_breslow_on_training_risks(self, fitted, data):
+        X, y = data
+        event, time = fields(y)
+        breslow = BreslowEstimator().fit(fitted.predict(X), event, time)
+        X_new = X.iloc[:7]
+        risk_new = fitted.predict(X_new)
+        expected = np.vstack(
+            [fn(breslow.unique_times_) for fn in breslow.get_survival_function(risk_new)]
+        )
+        surv = fitted.predict_survival_function(X_new, return_array=True)
+        np.testing.assert_allclose(surv, expected, rtol=1e-10)
+        cumhaz = fitted.predict_cumulative_hazard_function(X_new)
+        np.testing.assert_allclose(
+            cumhaz[0](fitted.unique_times_),
+            breslow.cum_baseline_hazard_.y * np.exp(risk_new[0]),
+            rtol=1e-10,
+        )
+        np.testing.assert_array_equal(fitted.unique_times_, breslow.unique_times_)
+
+    def test_risk_groups_cut_training_risks_at_33_and_66(self, fitted, data):
+        X, _ = data
+        risk = fitted.predict(X)
+        np.testing.assert_allclose(fitted.risk_cutpoints_, np.percentile(risk, [33, 66]))
+        groups = fitted.predict_risk_group(X)
+        assert set(groups) == {0, 1, 2}
+        assert risk[groups == 0].max() < risk[groups == 2].min()
+        np.testing.assert_allclose(np.bincount(groups) / len(X), [0.33, 0.33, 0.34], atol=0.02)
+
+    def test_learns_the_cross_modal_hazard(self):
+        shape = {"modalities": {"mri": 32, "pathology": 32}, "n_latent": 4, "noise": 0.5}
+        X, y = make_multimodal_survival(400, random_state=1, **shape)
+        X_test, y_test = make_multimodal_survival(400, random_state=2, **shape)
+        model = M4SurvivalEstimator(
+            d_model=16, max_epochs=15, batch_size=32, lr=1e-3, random_state=0
+        ).fit(X, y)
+        fused = model.score(X_test, y_test)
+        mri_only = M4SurvivalEstimator(**model.get_params() | {"modalities": {"mri": "^mri__"}})
+        assert fused > 0.65
+        assert fused > mri_only.fit(X, y).score(X_test, y_test) + 0.05
+
+    @pytest.mark.parametrize("adapter", ["mamba", "transformer", "mlp"])
+    def test_every_adapter_fits_whole_batch(self, adapter, data):
+        X, y = data
+        model = M4SurvivalEstimator(adapter=adapter, **TINY | {"batch_size": None}).fit(X, y)
+        assert np.isfinite(model.predict(X)).all()
+
+    def test_plain_array_input_is_one_modality(self, data):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY).fit(X.to_numpy(), y)
+        assert list(model.modalities_) == ["features"]
+        assert not hasattr(model, "feature_names_in_")
+
+    def test_encoder_groups_share_one_encoder(self, data):
+        X, y = data
+        shared = M4SurvivalEstimator(encoder_groups={"mri": ["t1", "t2"]}, **TINY).fit(X, y)
+        separate = M4SurvivalEstimator(**TINY).fit(X, y)
+
+        def n_params(model):
+            return sum(p.numel() for p in model.net_.module_.parameters())
+
+        encoder = 12 * 16 + 16 + 16 * 8 + 8 + 2 * 8  # Linear, Linear, LayerNorm
+        assert n_params(separate) - n_params(shared) == encoder
+
+
+class TestReproducibleAndSafe:
+    def test_same_seed_same_model(self, data):
+        X, y = data
+        first = M4SurvivalEstimator(**TINY).fit(X, y).predict(X)
+        second = M4SurvivalEstimator(**TINY).fit(X, y).predict(X)
+        other = M4SurvivalEstimator(**TINY | {"random_state": 1}).fit(X, y).predict(X)
+        np.testing.assert_array_equal(first, second)
+        assert not np.allclose(first, other)
+
+    def test_fit_leaves_global_torch_rng_alone(self, data):
+        X, y = data
+        torch.manual_seed(123)
+        expected = torch.rand(3)
+        torch.manual_seed(123)
+        M4SurvivalEstimator(**TINY).fit(X, y)
+        torch.testing.assert_close(torch.rand(3), expected)
+
+    def test_failed_fit_keeps_previous_model(self, data):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY).fit(X, y)
+        before, net = model.predict(X), model.net_
+        bad = X.copy()
+        bad.iloc[3, 0] = np.nan
+        with pytest.raises(ValueError, match="modality 't1' has NaN in only some"):
+            model.fit(bad, y)
+        with pytest.raises(ValueError, match="n_heads"):
+            model.set_params(adapter="transformer", n_heads=3).fit(X, y)
+        assert model.net_ is net
+        np.testing.assert_array_equal(model.set_params(adapter="mamba").predict(X), before)
+
+    def test_pickle_and_joblib_round_trip(self, fitted, data, tmp_path):
+        X, _ = data
+        restored = pickle.loads(pickle.dumps(fitted))
+        np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+        joblib.dump(fitted, tmp_path / "model.joblib")
+        np.testing.assert_array_equal(
+            joblib.load(tmp_path / "model.joblib").predict(X), fitted.predict(X)
+        )
+
+    def test_save_and_load_without_pickle(self, fitted, data, tmp_path):
+        X, _ = data
+        path = tmp_path / "model.pt"
+        fitted.save(path)
+        payload = torch.load(path, weights_only=True)  # refuses anything but plain data
+        assert isinstance(payload["header"], str)
+        restored = M4SurvivalEstimator.load(path)
+        np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
+        np.testing.assert_array_equal(
+            restored.predict_survival_function(X, return_array=True),
+            fitted.predict_survival_function(X, return_array=True),
+        )
+        np.testing.assert_array_equal(restored.risk_cutpoints_, fitted.risk_cutpoints_)
+        assert restored.get_params() == fitted.get_params()
+
+
+class TestMissingModalities:
+    def test_train_with_missing_pathology_predict_with_any_subset(self):
+        X, y = make_multimodal_survival(
+            200, modalities=WIDTHS, missing_rate={"pathology": 0.3}, random_state=3
+        )
+        assert X.filter(like="pathology__").isna().all(axis=1).mean() > 0.2
+        model = M4SurvivalEstimator(**TINY).fit(X, y)
+        X_new = X.iloc[:10].copy()
+        for missing in (["t1"], ["t2", "pathology"], ["t1", "pathology"]):
+            subset = X_new.copy()
+            for name in missing:
+                subset.loc[:, subset.columns.str.startswith(f"{name}__")] = np.nan
+            risk = model.predict(subset)
+            assert np.isfinite(risk).all()
+
+    def test_missing_values_never_reach_the_prediction(self, fitted, data):
+        X, _ = data
+        X_nan = X.iloc[:5].copy()
+        X_nan.loc[:, X_nan.columns.str.startswith("t2__")] = np.nan
+        expected = fitted.predict(X_nan)
+        # the same rows predicted among others with t2 present: batch composition is irrelevant
+        mixed = pd.concat([X_nan, X.iloc[5:20]])
+        np.testing.assert_allclose(fitted.predict(mixed)[:5], expected, rtol=1e-6)
+        assert not np.allclose(expected, fitted.predict(X.iloc[:5]))
+
+
+class TestBadInput:
+    @pytest.mark.parametrize(
+        ("mutate", "error", "match"),
+        [
+            (
+                lambda X, y: (X.assign(**{"t1__medimageinsight__0": np.nan}).iloc[:3], y[:3]),
+                ValueError,
+                "modality 't1' has NaN in only some",
+            ),
+            (
+                lambda X, y: (X.replace({X.iloc[4, 20]: np.inf}), y),
+                ValueError,
+                r"modality 't2' has infinite values in rows \[4\]",
+            ),
+            (
+                lambda X, y: (X.astype(object).assign(**{"t1__medimageinsight__1": "a"}), y),
+                ValueError,
+                "could not convert string to float",
+            ),
+            (
+                lambda X, y: (X.mask(np.repeat((X.index == 2)[:, None], X.shape[1], 1)), y),
+                ValueError,
+                r"rows \[2\] have every modality missing",
+            ),
+            (lambda X, y: (X, np.ones(len(y))), ValueError, "y must be a structured array"),
+            (
+                lambda X, y: (X, Surv.from_arrays(fields(y)[0], -fields(y)[1])),
+                ValueError,
+                "smaller zero",
+            ),
+            (lambda X, y: (X, y[:10]), ValueError, "y has 10 samples but X has 160"),
+        ],
+        ids=[
+            "partial-nan",
+            "inf",
+            "strings",
+            "all-missing-row",
+            "plain-y",
+            "negative-time",
+            "length",
+        ],
+    )
+    def test_bad_data(self, data, mutate, error, match):
+        X, y = mutate(*data)
+        with pytest.raises(error, match=match):
+            M4SurvivalEstimator(**TINY).fit(X, y)
+
+    @pytest.mark.parametrize(
+        ("params", "match"),
+        [
+            ({"adapter": "lstm"}, "'adapter' parameter"),
+            ({"d_model": 0}, "'d_model' parameter"),
+            ({"n_layers": -1}, "'n_layers' parameter"),
+            ({"batch_size": 0}, "'batch_size' parameter"),
+            ({"dropout": 1.5}, "'dropout' parameter"),
+            ({"risk_bound": 0.0}, "'risk_bound' parameter"),
+            ({"ties": "exact"}, "'ties' parameter"),
+            ({"adapter": "transformer", "d_model": 8, "n_heads": 3}, "divisible by n_heads"),
+            ({"encoder_groups": {"mri": ["t1", "ct"]}}, "names modality 'ct'"),
+            ({"encoder_groups": {"all": ["t1", "pathology"]}}, "different widths"),
+            ({"modalities": {"t1": "^t1__", "t1b": [0]}}, "in both modality"),
+            ({"device": "tpu"}, "not a torch device"),
+            ({"early_stopping": True, "validation_fraction": 0.01}, "too few"),
+        ],
+    )
+    def test_bad_parameters(self, data, params, match):
+        with pytest.raises(ValueError, match=match):
+            M4SurvivalEstimator(**TINY | params).fit(*data)
+
+    def test_wrong_column_count_at_predict(self, fitted, data):
+        X, _ = data
+        with pytest.raises(ValueError, match="Feature names seen at fit time, yet now missing"):
+            fitted.predict(X.iloc[:, :-1])
+        model = M4SurvivalEstimator(**TINY).fit(X.to_numpy(), data[1])
+        with pytest.raises(ValueError, match="X has 39 features, but M4SurvivalEstimator is"):
+            model.predict(X.to_numpy()[:, :-1])
+
+    def test_unfitted(self, data):
+        from sklearn.exceptions import NotFittedError
+
+        with pytest.raises(NotFittedError):
+            M4SurvivalEstimator().predict(data[0])
+
+
+class TestTrainingOptions:
+    def test_early_stopping_monitors_validation_c_index(self, data):
+        X, y = data
+        model = M4SurvivalEstimator(
+            **TINY
+            | {"max_epochs": 40, "early_stopping": True, "patience": 2, "validation_fraction": 0.25}
+        ).fit(X, y)
+        history = model.net_.history
+        scores = history[:, "valid_cindex"]
+        assert all(0.0 <= s <= 1.0 for s in scores)
+        assert len(history) < 40
+
+    def test_verbose_shows_progress(self, data, capsys):
+        X, y = data
+        M4SurvivalEstimator(**TINY | {"verbose": 1, "max_epochs": 1}).fit(X, y)
+        assert "train_loss" in capsys.readouterr().out
+
+    def test_extra_callbacks_run(self, data):
+        from skorch.callbacks import Callback
+
+        class Count(Callback):
+            epochs = 0
+
+            def on_epoch_end(self, net, **kwargs):
+                Count.epochs += 1
+
+        M4SurvivalEstimator(**TINY | {"callbacks": [Count()]}).fit(*data)
+        assert Count.epochs == TINY["max_epochs"]
+
+
+class TestInSearches:
+    def test_pipeline_grid_over_adapters_models_and_width(self):
+        X, y = make_multimodal_survival(
+            90,
+            modalities={"mri": 8, "pathology": 8},
+            model_names={"mri": "medimageinsight", "pathology": "uni2h"},
+            random_state=4,
+        )
+        other = make_multimodal_survival(
+            90,
+            modalities={"mri": 8, "pathology": 8},
+            model_names={"mri": "biomedclip", "pathology": "gigapath"},
+            random_state=4,
+        )[0]
+        X = pd.concat([X, other], axis=1)
+        scale = ColumnTransformer(
+            [
+                (m, StandardScaler(), make_column_selector(pattern=f"^{m}__"))
+                for m in ("mri", "pathology")
+            ],
+            verbose_feature_names_out=False,
+        ).set_output(transform="pandas")
+        pipe = Pipeline(
+            [
+                ("select", ModalitySelector()),
+                ("scale", scale),
+                ("model", M4SurvivalEstimator(**TINY | {"max_epochs": 1})),
+            ]
+        )
+        grid = {
+            "select__models": [
+                {"mri": "medimageinsight", "pathology": "uni2h"},
+                {"mri": "biomedclip", "pathology": "gigapath"},
+            ],
+            "model__adapter": ["mamba", "transformer", "mlp"],
+            "model__d_model": [8, 16],
+        }
+        search = GridSearchCV(pipe, grid, cv=KFold(2, shuffle=True, random_state=0), n_jobs=2)
+        search.fit(X, y)
+        assert len(search.cv_results_["params"]) == 12
+        assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+    def test_scikit_survival_scorers(self, data):
+        X, y = data
+        _, time = fields(y)
+        times = np.percentile(time, [20, 40, 60])
+        for scorer, params in [
+            (as_concordance_index_ipcw_scorer, {"tau": times[-1]}),
+            (as_integrated_brier_score_scorer, {"times": times}),
+        ]:
+            wrapped = scorer(M4SurvivalEstimator(**TINY), **params)
+            search = GridSearchCV(
+                wrapped, {"estimator__adapter": ["mamba", "mlp"]}, cv=KFold(2), error_score="raise"
+            ).fit(X, y)
+            assert np.isfinite(search.cv_results_["mean_test_score"]).all()
