@@ -219,10 +219,10 @@ def _selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
         delta = F.softplus(delta)
     decay = torch.exp(delta.unsqueeze(-1) * A).unbind(1)
     inputs = ((delta * u).unsqueeze(-1) * B.unsqueeze(2)).unbind(1)
-    state = inputs[0]
-    states = [state]
-    for t in range(1, len(inputs)):
-        state = torch.addcmul(inputs[t], decay[t], state)
+    state = torch.zeros_like(inputs[0])
+    states = []
+    for step_decay, step_input in zip(decay, inputs, strict=True):
+        state = torch.addcmul(step_input, step_decay, state)
         states.append(state)
     y = torch.linalg.vecdot(torch.stack(states, 1), C.unsqueeze(2))
     if D is not None:
