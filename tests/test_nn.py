@@ -3,6 +3,7 @@
 import importlib
 import importlib.util
 import sys
+import threading
 
 import pytest
 import torch
@@ -33,6 +34,7 @@ POOLINGS = ("mean", "last")
 WIDTHS = (3, 4, 3, 2)
 COLUMNS = [list(range(sum(WIDTHS[:i]), sum(WIDTHS[: i + 1]))) for i in range(len(WIDTHS))]
 N_FEATURES = sum(WIDTHS)
+N_MODALITIES = len(WIDTHS)
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +48,7 @@ def _seeded_single_thread():
     torch.set_num_threads(threads)
 
 
-def random_mask(n, n_modalities=len(WIDTHS), p_missing=0.4):
+def random_mask(n, n_modalities=N_MODALITIES, p_missing=0.4):
     mask = torch.rand(n, n_modalities) > p_missing
     mask[torch.arange(n), torch.randint(n_modalities, (n,))] = True  # never all missing
     return mask
@@ -291,11 +293,39 @@ class TestSelectiveScan:
 
         assert torch.autograd.gradcheck(bare, tuple(args[k] for k in "u delta A B C".split()))
 
+    def test_threads_do_not_share_a_workspace(self, monkeypatch):
+        # The fused scan reuses a per-thread workspace; concurrent calls must not mix.
+        monkeypatch.setattr(scan_module, "_BLOCK_ELEMENTS", 500)
+        args = self.inputs(40, 7)
+        expected = selective_scan(**args, delta_softplus=True, method="loop")
+        expected_grad = torch.autograd.grad(expected.sum(), args["u"])[0]
+        results = {}
+
+        def work(i):
+            for _ in range(5):
+                out = selective_scan(**args, delta_softplus=True)
+                results[i] = (out, torch.autograd.grad(out.sum(), args["u"])[0])
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 4
+        for out, grad in results.values():
+            torch.testing.assert_close(out, expected)
+            torch.testing.assert_close(grad, expected_grad)
+
     def test_inference_needs_no_grad(self):
         args = {k: v.detach() for k, v in self.inputs(4, 6).items()}
+        expected = selective_scan(**args, delta_softplus=True, method="loop")
         with torch.no_grad():
-            out = selective_scan(**args, delta_softplus=True)
-        torch.testing.assert_close(out, selective_scan(**args, delta_softplus=True, method="loop"))
+            torch.testing.assert_close(selective_scan(**args, delta_softplus=True), expected)
+        with torch.inference_mode():
+            torch.testing.assert_close(selective_scan(**args, delta_softplus=True), expected)
+        # and the workspace made under inference mode does not leak out of it
+        args = self.inputs(4, 6)
+        selective_scan(**args, delta_softplus=True).sum().backward()
 
     def test_large_step_sizes_stay_finite(self):
         # exp(delta A) underflows; the result must be finite and the state forgotten.
@@ -329,7 +359,9 @@ class TestEncoders:
         assert len(separate.encoders) == 4
         assert len(shared.encoders) == 3
         assert shared.groups == [[0, 2], [1], [3]]
-        per_encoder = sum(p.numel() for p in ModalityEncoder([COLUMNS[0]], 8, hidden=16).parameters())
+        per_encoder = sum(
+            p.numel() for p in ModalityEncoder([COLUMNS[0]], 8, hidden=16).parameters()
+        )
         n_separate = sum(p.numel() for p in separate.parameters())
         n_shared = sum(p.numel() for p in shared.parameters())
         assert n_separate - n_shared == per_encoder
@@ -344,7 +376,9 @@ class TestEncoders:
             expected = shared(x[:, COLUMNS[i]]) + tokenizer.modality_embedding[i]
             torch.testing.assert_close(tokens[:, i], expected)
         own = tokenizer.encoders[1].mlp
-        torch.testing.assert_close(tokens[:, 1], own(x[:, COLUMNS[1]]) + tokenizer.modality_embedding[1])
+        torch.testing.assert_close(
+            tokens[:, 1], own(x[:, COLUMNS[1]]) + tokenizer.modality_embedding[1]
+        )
 
     def test_missing_modality_is_mask_token(self):
         tokenizer = ModalityTokenizer(COLUMNS, 8, hidden=16).eval()
@@ -481,7 +515,9 @@ class TestFusionSurvivalNet:
         x, mask = torch.randn(4, N_FEATURES), random_mask(4)
         torch.testing.assert_close(clone.eval()(x, mask), net.eval()(x, mask))
         buffers = dict(net.named_buffers())
-        assert torch.equal(buffers["tokenizer.encoders.0.columns"], torch.tensor([COLUMNS[0], COLUMNS[2]]))
+        assert torch.equal(
+            buffers["tokenizer.encoders.0.columns"], torch.tensor([COLUMNS[0], COLUMNS[2]])
+        )
 
     def test_float64_input_and_non_bool_mask(self):
         net = small_net().eval()

@@ -151,9 +151,7 @@ class ModalityTokenizer(nn.Module):
         table = _as_column_table(modality_columns)
         d_model = check_positive_int("d_model", d_model)
         self.n_modalities = len(table)
-        self.modality_dropout = check_fraction(
-            "modality_dropout", modality_dropout, allow_one=True
-        )
+        self.modality_dropout = check_fraction("modality_dropout", modality_dropout, allow_one=True)
         self.groups = self._resolve_groups(encoder_groups, table)
         self.encoders = nn.ModuleList(
             ModalityEncoder([table[i] for i in group], d_model, hidden=hidden, dropout=dropout)
@@ -174,16 +172,17 @@ class ModalityTokenizer(nn.Module):
         groups: list[list[int]] = []
         seen: dict[int, int] = {}
         for g, group in enumerate(encoder_groups or ()):
-            members = [int(i) if isinstance(i, Integral) and not isinstance(i, bool) else i
-                       for i in group]
+            members = list(group)
             if not members:
                 raise ValueError(f"encoder_groups[{g}] is empty.")
-            for i in members:
-                if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n:
+            for k, i in enumerate(members):
+                # bool is an Integral, but True as a modality index is a mistake
+                if isinstance(i, bool) or not isinstance(i, Integral) or not 0 <= i < n:
                     raise ValueError(
                         f"encoder_groups[{g}] holds {i!r}, which is not a modality index in "
                         f"[0, {n})."
                     )
+                members[k] = i = int(i)
                 if i in seen:
                     raise ValueError(
                         f"modality {i} is listed in encoder_groups[{seen[i]}] and "

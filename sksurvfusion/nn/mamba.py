@@ -2,8 +2,8 @@
 
 The module mirrors ``mamba_ssm.modules.mamba_simple.Mamba`` (constructor, initialisation,
 ``state_dict``) so that weights load into either. On a CUDA device with ``mamba_ssm``
-installed it can run that package's fused kernels; everywhere else it runs the pure-torch
-selective scan below.
+installed it can run that package's fused kernels; everywhere else it runs the pure-PyTorch
+kernels of :mod:`sksurvfusion.nn.scan`.
 """
 
 from __future__ import annotations
@@ -238,7 +238,12 @@ class Mamba(nn.Module):
         dtype = hidden_states.dtype
         # The scan runs in float32 at least, as mamba_ssm's reference path does.
         scan_dtype = torch.promote_types(dtype, torch.float32)
-        x, z = self.in_proj(hidden_states).chunk(2, dim=-1)
+        # Two products with halves of in_proj instead of chunking one output: x and z come
+        # out contiguous, and the backward pass needs no concatenation of their gradients.
+        weight_x, weight_z = self.in_proj.weight.chunk(2)
+        bias_x, bias_z = (None, None) if self.in_proj.bias is None else self.in_proj.bias.chunk(2)
+        x = F.linear(hidden_states, weight_x, bias_x)
+        z = F.linear(hidden_states, weight_z, bias_z)
         conv_bias = None if self.conv1d.bias is None else self.conv1d.bias.to(dtype)
         x = causal_conv1d_silu(x, self.conv1d.weight.squeeze(1).to(dtype), conv_bias)
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)

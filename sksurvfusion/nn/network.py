@@ -111,7 +111,9 @@ class FusionSurvivalNet(nn.Module):
         dropout = check_fraction("dropout", dropout)
         pooling = check_choice("pooling", pooling, POOLINGS)
         mamba_backend = check_choice("mamba_backend", mamba_backend, MAMBA_BACKENDS)
-        self.risk_bound = None if risk_bound is None else check_positive_real("risk_bound", risk_bound)
+        self.risk_bound = (
+            None if risk_bound is None else check_positive_real("risk_bound", risk_bound)
+        )
 
         self.tokenizer = ModalityTokenizer(
             modality_columns,

@@ -10,10 +10,11 @@ not arithmetic, and Python overhead per op. The fused path is an autograd Functi
 
 - runs the recurrence in place, one ``addcmul_`` per token, with a hand-written backward
   (about a third of the passes over the state that autograd needs for the same loop);
-- works on blocks of batch rows whose state stays in cache, and recomputes the state in
-  the backward pass instead of storing it (as mamba_ssm's CUDA kernel does): large fresh
-  buffers cost more in page faults than the recomputation, and the memory saved for the
-  backward pass stays ``O(batch * length * channels)``;
+- works on blocks of batch rows whose state stays in cache, in a per-thread workspace
+  that is reused from call to call, and recomputes the state in the backward pass instead
+  of storing it (as mamba_ssm's CUDA kernel does): fresh buffers of a few MiB cost more in
+  page faults than the recomputation, and the memory kept for the backward pass stays
+  ``O(batch * length * channels)``;
 - lays the state out time-major with ``(d_state, channels)`` per token, so that every
   token's state is one contiguous slab and the contractions over ``d_state`` are batched
   vector-matrix products;
@@ -22,13 +23,17 @@ not arithmetic, and Python overhead per op. The fused path is an autograd Functi
 
 The vectorised alternatives, the quadratic "segment-sum" form (pairwise decays masked to
 the lower triangle) and a log-depth (Hillis-Steele) scan, were measured slower at every
-length from 5 to 20 for batch 16 and 256: they touch ``length`` or ``log2(length)`` times
-more state. The fused path uses memory linear in ``length`` at any length.
+length from 5 to 20 for batch 16 and 256: they touch about ``length / 2`` or
+``log2(length)`` times more state, and the state passes are the whole cost. The fused path
+uses memory linear in ``length`` at any length; so does the plain autograd loop kept as
+``method="loop"``. Doing the element-wise work around the scan (softplus, gate, skip)
+block by block as well was measured slower: more Python calls than cache misses saved.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -44,57 +49,114 @@ __all__ = ["causal_conv1d_silu", "selective_scan"]
 # ones spill the cache.
 _BLOCK_ELEMENTS = 2**18
 
-# exp(x) = exp2(x log2 e). Exponents below -126 would give float32 subnormals, on which
-# CPU arithmetic is 10 to 50 times slower; clamping there changes a decay factor by less
-# than 2**-126, far below the rounding of the state.
+# exp(x) = exp2(x log2 e). Exponents below the smallest normal number would give
+# subnormals, on which CPU arithmetic is 10 to 50 times slower; clamping there changes a
+# decay factor by less than that number, far below the rounding of the state. The clamp
+# is skipped when no exponent can reach it, as with any usual step size.
 _LOG2E = 1.4426950408889634
-_MIN_EXP2 = -126.0
+
+
+def _min_exp2(dtype: torch.dtype) -> float:
+    return float(math.log2(torch.finfo(dtype).tiny))
+
 
 # F.softplus defaults, which mamba_ssm uses.
 _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
 
 
-def _block_rows(batch: int, row_elements: int) -> int:
-    return min(batch, max(1, _BLOCK_ELEMENTS // max(1, row_elements)))
+class _Block:
+    """Contiguous time-major views ``(length, rows, d_state, channels)`` for one block size.
+
+    Building the views (and the per-step lists) once per block size, rather than once per
+    block, saves Python overhead that at these sizes costs as much as the arithmetic.
+    """
+
+    def __init__(self, buffers: list[Tensor], states: Tensor, shape: tuple[int, ...]):
+        length, rows, d_state, channels = self.shape = shape
+        size = length * rows * d_state * channels
+        # h_{-1}, ..., h_{l-1}: one more step, zero, so that h_{t-1} is a plain slice.
+        self.states = states[: size + size // length].view(length + 1, rows, d_state, channels)
+        self.current, self.previous = self.states[1:], self.states[:-1]
+        self.steps = self.states.unbind(0)
+        self.others = [buffer[:size].view(self.shape) for buffer in buffers]
+        self.decay = self.others[0]
+        self.decays = self.decay.unbind(0)
+
+
+# Fresh buffers of a MiB or more come from mmap, and writing them costs a page fault per
+# 4 KiB page: as much as the scan itself at these sizes. Each thread therefore keeps its
+# scan workspace between calls. The workspace is only used inside one forward or one
+# backward call, never across calls, so reuse is safe; it is capped so that a huge batch
+# cannot pin memory.
+_WORKSPACE = threading.local()
+_MAX_CACHED_WORKSPACE = 2**23  # elements per buffer (32 MiB of float32)
+
+
+def _workspace_memory(like: Tensor, numel: int) -> Tensor:
+    if like.device.type != "cpu" or numel > _MAX_CACHED_WORKSPACE:
+        return like.new_empty(numel)
+    # A buffer made under inference mode cannot be written outside it, hence the key.
+    key = (like.dtype, torch.is_inference_mode_enabled())
+    cache = _WORKSPACE.__dict__.setdefault("buffers", {})
+    buffer = cache.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffer = cache[key] = like.new_empty(numel)
+    return buffer[:numel]
 
 
 class _ScanWorkspace:
-    """Block-sized buffers, allocated once per call and reused by every block."""
+    """Buffers for one block of batch rows, reused by every block of a call."""
 
-    def __init__(self, like: Tensor, shape: tuple[int, int, int, int], n_buffers: int):
-        self.shape = shape  # (length, rows, d_state, channels)
-        size = math.prod(shape)
-        step = size // shape[0]
-        # The state buffer has one more step, h_{-1} = 0, so that h_{t-1} is a plain slice.
-        self._states = like.new_empty(size + step)
-        self._others = [like.new_empty(size) for _ in range(n_buffers)]
+    def __init__(
+        self, like: Tensor, batch: int, length: int, d_state: int, channels: int, n_buffers: int
+    ):
+        # Balanced blocks of about _BLOCK_ELEMENTS state elements each.
+        row_elements = length * d_state * channels
+        n_blocks = max(1, round(batch * row_elements / _BLOCK_ELEMENTS))
+        self.rows = rows = -(-batch // n_blocks)
+        self.length, self.state_shape = length, (d_state, channels)
+        step = rows * d_state * channels
+        memory = _workspace_memory(like, (length + 1 + n_buffers * length) * step)
+        self._states = memory[: (length + 1) * step]
+        # h_{-1} of any block size lies in the first full-block step, never written after.
+        self._states[:step].zero_()
+        rest = memory[(length + 1) * step :]
+        self._buffers = [
+            rest[i * length * step : (i + 1) * length * step] for i in range(n_buffers)
+        ]
+        self._blocks: dict[int, _Block] = {}
 
-    def views(self, rows: int) -> tuple[Tensor, ...]:
-        """Contiguous ``(length, rows, d_state, channels)`` views for a block of ``rows``."""
-        length, _, d_state, channels = self.shape
-        shape = (length, rows, d_state, channels)
-        size = math.prod(shape)
-        states = self._states[: size + size // length].view(length + 1, *shape[1:])
-        states[0].zero_()
-        return (states, *(buffer[:size].view(shape) for buffer in self._others))
+    def blocks(self, batch: int):
+        """Yield ``(slice of batch rows, _Block)`` covering the batch."""
+        for start in range(0, batch, self.rows):
+            rows = min(self.rows, batch - start)
+            if rows not in self._blocks:
+                shape = (self.length, rows, *self.state_shape)
+                self._blocks[rows] = _Block(self._buffers, self._states, shape)
+            yield slice(start, start + rows), self._blocks[rows]
 
 
-def _run_states(delta: Tensor, delta_u: Tensor, At2: Tensor, B: Tensor, decay, states):
-    """Fill ``decay`` = exp(delta A) and ``states`` = h_{-1}, ..., h_{l-1} in place.
+def _run_states(delta, delta_u, At2, B, block: _Block, clamp: float | None) -> None:
+    """Fill ``block.decay`` = exp(delta A) and ``block.states`` = h_{-1..l-1} in place.
 
-    Time-major block inputs: delta, delta_u (l, r, d); At2 = A^T log2(e) (n, d); B (l, r, n).
+    Time-major, broadcast-ready block inputs: delta, delta_u (l, r, 1, d); B (l, r, n, 1);
+    At2 = A^T log2(e) (n, d).
     """
-    torch.mul(delta.unsqueeze(2), At2, out=decay).clamp_min_(_MIN_EXP2).exp2_()
-    torch.mul(delta_u.unsqueeze(2), B.unsqueeze(-1), out=states[1:])
-    steps, decays = states.unbind(0), decay.unbind(0)
-    for t, step_decay in enumerate(decays):
+    decay = torch.mul(delta, At2, out=block.decay)
+    if clamp is not None:
+        decay.clamp_min_(clamp)
+    decay.exp2_()
+    torch.mul(delta_u, B, out=block.current)
+    steps = block.steps
+    for t, step_decay in enumerate(block.decays):
         steps[t + 1].addcmul_(step_decay, steps[t])
 
 
 def _vec_times_state(vectors: Tensor, states: Tensor) -> Tensor:
     """``sum_n vectors[t, b, n] * states[t, b, n, d]`` as one batched matmul: (l, r, d)."""
-    l, r, n, d = states.shape
-    return torch.bmm(vectors.reshape(l * r, 1, n), states.view(l * r, n, d)).view(l, r, d)
+    length, rows, n, d = states.shape
+    flat = states.view(length * rows, n, d)
+    return torch.bmm(vectors.reshape(length * rows, 1, n), flat).view(length, rows, d)
 
 
 def _state_times_vec(states: Tensor, vectors: Tensor) -> Tensor:
@@ -103,67 +165,78 @@ def _state_times_vec(states: Tensor, vectors: Tensor) -> Tensor:
     Written as a vector times a transposed matrix, which batched matmul runs several times
     faster than a matrix times a vector.
     """
-    l, r, n, d = states.shape
-    transposed = states.view(l * r, n, d).transpose(1, 2)
-    return torch.bmm(vectors.reshape(l * r, 1, d), transposed).view(l, r, n)
+    length, rows, n, d = states.shape
+    transposed = states.view(length * rows, n, d).transpose(1, 2)
+    return torch.bmm(vectors.reshape(length * rows, 1, d), transposed).view(length, rows, n)
 
 
-def _scan_forward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor) -> Tensor:
-    """``y_t = <h_t, C_t>`` for batch-first inputs; returns (b, l, d)."""
+def _exponent_clamp(delta: Tensor, A: Tensor) -> float | None:
+    """Lowest exponent of exp2 worth computing, or None when none can go below it."""
+    lowest = delta.max().clamp_min(0) * A.min().clamp_max(0) * _LOG2E
+    floor = _min_exp2(A.dtype)
+    return floor if bool(lowest < floor) else None
+
+
+def _prepare(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, n_buffers: int):
+    """Per-call constants and broadcast-ready, time-major views of the inputs."""
     batch, length, channels = u.shape
     d_state = A.shape[1]
     # (n, d) contiguous: broadcasting a transposed view would not vectorise over d.
-    At2 = (A.t() * _LOG2E).contiguous()
-    rows = _block_rows(batch, length * d_state * channels)
-    work = _ScanWorkspace(u, (length, rows, d_state, channels), n_buffers=1)
-    delta_t, B_t, C_t = delta.transpose(0, 1), B.transpose(0, 1), C.transpose(0, 1)
-    delta_u_t = (delta * u).transpose(0, 1)
-    y = u.new_empty(batch, length, channels)
-    for start in range(0, batch, rows):
-        block = slice(start, start + rows)
-        states, decay = work.views(min(rows, batch - start))
-        _run_states(delta_t[:, block], delta_u_t[:, block], At2, B_t[:, block], decay, states)
-        y[block] = _vec_times_state(C_t[:, block], states[1:]).transpose(0, 1)
+    At = A.t().contiguous()
+    At2 = At * _LOG2E
+    work = _ScanWorkspace(u, batch, length, d_state, channels, n_buffers)
+    delta_u = delta * u
+    inputs = (
+        delta.transpose(0, 1).unsqueeze(2),
+        delta_u.transpose(0, 1).unsqueeze(2),
+        B.transpose(0, 1).unsqueeze(-1),
+    )
+    return At, At2, work, delta_u, inputs
+
+
+def _scan_forward(u, delta, A, B, C, clamp: float | None) -> Tensor:
+    """``y_t = <h_t, C_t>`` for batch-first inputs; returns (b, l, d)."""
+    _, At2, work, _, (delta_e, delta_u_e, B_e) = _prepare(u, delta, A, B, 1)
+    C_t = C.transpose(0, 1)
+    y = torch.empty_like(u)
+    for rows, block in work.blocks(u.shape[0]):
+        _run_states(delta_e[:, rows], delta_u_e[:, rows], At2, B_e[:, rows], block, clamp)
+        y[rows] = _vec_times_state(C_t[:, rows], block.current).transpose(0, 1)
     return y
 
 
-def _scan_backward(grad_y: Tensor, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor):
+def _scan_backward(grad_y, u, delta, A, B, C, clamp: float | None):
     """Gradients of ``_scan_forward`` with respect to u, delta, A, B and C."""
+    At, At2, work, delta_u, (delta_e, delta_u_e, B_e) = _prepare(u, delta, A, B, 3)
     batch, length, channels = u.shape
-    d_state = A.shape[1]
-    At = A.t().contiguous()
-    At2 = At * _LOG2E
-    rows = _block_rows(batch, length * d_state * channels)
-    work = _ScanWorkspace(u, (length, rows, d_state, channels), n_buffers=3)
-    u_t, delta_t, B_t, C_t = (x.transpose(0, 1) for x in (u, delta, B, C))
-    delta_u_t = (delta * u).transpose(0, 1)
+    u_t, delta_t, delta_u_t = u.transpose(0, 1), delta.transpose(0, 1), delta_u.transpose(0, 1)
+    B_t, C_e = B.transpose(0, 1), C.transpose(0, 1).unsqueeze(-1)
     grad_y_t = grad_y.transpose(0, 1)
+    grad_y_e = grad_y_t.unsqueeze(2)
     # Gradients are filled time-major, block by block, and transposed back at the end.
     grad_u = u.new_empty(length, batch, channels)
     grad_delta = torch.empty_like(grad_u)
-    grad_B = B.new_empty(length, batch, d_state)
+    grad_B = B.new_empty(length, batch, B.shape[-1])
     grad_C = torch.empty_like(grad_B)
-    grad_At = A.new_zeros(d_state, channels)
-    for start in range(0, batch, rows):
-        block = slice(start, start + rows)
-        states, decay, grad_states, scratch = work.views(min(rows, batch - start))
-        delta_b, delta_u_b, B_b = delta_t[:, block], delta_u_t[:, block], B_t[:, block]
-        grad_y_b = grad_y_t[:, block]
-        _run_states(delta_b, delta_u_b, At2, B_b, decay, states)
+    grad_At = torch.zeros_like(At)
+    for rows, block in work.blocks(batch):
+        _, grad_states, scratch = block.others
+        delta_b = delta_e[:, rows]
+        _run_states(delta_b, delta_u_e[:, rows], At2, B_e[:, rows], block, clamp)
         # grad_h_t = C_t grad_y_t + exp(delta_{t+1} A) grad_h_{t+1}, backwards in place
-        torch.mul(C_t[:, block].unsqueeze(-1), grad_y_b.unsqueeze(2), out=grad_states)
-        grad_steps, decays = grad_states.unbind(0), decay.unbind(0)
+        torch.mul(C_e[:, rows], grad_y_e[:, rows], out=grad_states)
+        grad_steps, decays = grad_states.unbind(0), block.decays
         for t in range(length - 2, -1, -1):
             grad_steps[t].addcmul_(decays[t + 1], grad_steps[t + 1])
-        grad_C[:, block] = _state_times_vec(states[1:], grad_y_b)
-        grad_B[:, block] = _state_times_vec(grad_states, delta_u_b)
-        grad_delta_u = _vec_times_state(B_b, grad_states)
-        torch.mul(grad_delta_u, delta_b, out=grad_u[:, block])
+        grad_C[:, rows] = _state_times_vec(block.current, grad_y_t[:, rows])
+        grad_B[:, rows] = _state_times_vec(grad_states, delta_u_t[:, rows])
+        grad_delta_u = _vec_times_state(B_t[:, rows], grad_states)
+        torch.mul(grad_delta_u, delta_t[:, rows], out=grad_u[:, rows])
         # Through exp(delta_t A) h_{t-1}; grad_states is reused for the product.
-        through_decay = grad_states.mul_(states[:-1]).mul_(decay)
+        through_decay = grad_states.mul_(block.previous).mul_(block.decay)
         grad_delta_b = torch.mul(through_decay, At, out=scratch).sum(2)
-        grad_delta[:, block] = grad_delta_b.addcmul_(grad_delta_u, u_t[:, block])
-        grad_At += through_decay.mul_(delta_b.unsqueeze(2)).sum((0, 1))
+        grad_delta[:, rows] = grad_delta_b.addcmul_(grad_delta_u, u_t[:, rows])
+        grad_At += through_decay.mul_(delta_b).sum((0, 1))
     return (
         grad_u.transpose(0, 1),
         grad_delta.transpose(0, 1),
@@ -181,25 +254,27 @@ class _SelectiveScanFn(torch.autograd.Function):
         before_softplus = delta if delta_softplus else None
         if delta_softplus:
             delta = F.softplus(delta)
-        y = _scan_forward(u, delta, A, B, C)
+        ctx.clamp = _exponent_clamp(delta, A)
+        y = _scan_forward(u, delta, A, B, C, ctx.clamp)
         if D is not None:
             y.addcmul_(u, D)
-        out = y if z is None else y * F.silu(z)
+        gate = None if z is None else F.silu(z)
         ctx.has_bias = delta_bias is not None
-        ctx.save_for_backward(u, delta, A, B, C, D, z, y if z is not None else None, before_softplus)
-        return out
+        ctx.save_for_backward(u, delta, A, B, C, D, z, gate, y, before_softplus)
+        return y if z is None else y * gate
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        u, delta, A, B, C, D, z, y, before_softplus = ctx.saved_tensors
+        u, delta, A, B, C, D, z, gate, y, before_softplus = ctx.saved_tensors
         grad_z = None
         if z is not None:
             grad_z = torch.ops.aten.silu_backward(grad_out * y, z)
-            grad_y = grad_out * F.silu(z)
+            grad_y = grad_out * gate
         else:
             grad_y = grad_out.contiguous()
-        grad_u, grad_delta, grad_A, grad_B, grad_C = _scan_backward(grad_y, u, delta, A, B, C)
+        grads = _scan_backward(grad_y, u, delta, A, B, C, ctx.clamp)
+        grad_u, grad_delta, grad_A, grad_B, grad_C = grads
         grad_D = None
         if D is not None:
             grad_u = grad_u.addcmul(grad_y, D)
@@ -286,40 +361,39 @@ def selective_scan(
     return _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
 
 
-def _causal_conv(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    length, width = x.shape[1], weight.shape[1]
-    # weight[:, -1] multiplies the current token, weight[:, -1 - j] the token j steps back.
-    if bias is None:
-        out = x * weight[:, -1]
-    else:
-        out = torch.addcmul(bias, x, weight[:, -1])
+def _causal_conv(x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
+    # taps[-1] multiplies the current token, taps[-1 - j] the token j steps back; each tap
+    # is a contiguous row, so the broadcast multiply-adds vectorise over channels.
+    length, width = x.shape[1], taps.shape[0]
+    out = x * taps[-1] if bias is None else torch.addcmul(bias, x, taps[-1])
     for j in range(1, min(width, length)):
-        out[:, j:].addcmul_(x[:, : length - j], weight[:, -1 - j])
+        out[:, j:].addcmul_(x[:, : length - j], taps[-1 - j])
     return out
 
 
 class _CausalConvSiLUFn(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias):
-        before_silu = _causal_conv(x, weight, bias)
+        taps = weight.t().contiguous()  # (width, channels)
+        before_silu = _causal_conv(x, taps, bias)
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(x, weight, before_silu)
+        ctx.save_for_backward(x, taps, before_silu)
         return F.silu(before_silu)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        x, weight, before_silu = ctx.saved_tensors
+        x, taps, before_silu = ctx.saved_tensors
         grad = torch.ops.aten.silu_backward(grad_out, before_silu)
-        length, width = x.shape[1], weight.shape[1]
-        grad_x = grad * weight[:, -1]
-        grad_weight = torch.zeros_like(weight)
-        grad_weight[:, -1] = (grad * x).sum((0, 1))
+        length, width = x.shape[1], taps.shape[0]
+        grad_x = grad * taps[-1]
+        grad_taps = torch.zeros_like(taps)
+        grad_taps[-1] = (grad * x).sum((0, 1))
         for j in range(1, min(width, length)):
-            grad_x[:, : length - j].addcmul_(grad[:, j:], weight[:, -1 - j])
-            grad_weight[:, -1 - j] = (grad[:, j:] * x[:, : length - j]).sum((0, 1))
+            grad_x[:, : length - j].addcmul_(grad[:, j:], taps[-1 - j])
+            grad_taps[-1 - j] = (grad[:, j:] * x[:, : length - j]).sum((0, 1))
         grad_bias = grad.sum((0, 1)) if ctx.has_bias else None
-        return grad_x, grad_weight, grad_bias
+        return grad_x, grad_taps.t(), grad_bias
 
 
 def causal_conv1d_silu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
