@@ -63,8 +63,8 @@ def _published_demo(n_samples, batch_size, max_epochs, repeats):
     event_field, time_field = y.dtype.names
     mri = torch.from_numpy(X.filter(regex="^(t1|t1pc|t2|flair)__").to_numpy())
     pathology = torch.from_numpy(X.filter(regex="^pathology__").to_numpy())
-    event = torch.from_numpy(y[event_field])
-    time_ = torch.from_numpy(y[time_field])
+    event = torch.from_numpy(np.ascontiguousarray(y[event_field]))
+    time_ = torch.from_numpy(np.ascontiguousarray(y[time_field]))
 
     class DemoNetwork(nn.Module):
         def __init__(self):

@@ -247,6 +247,8 @@ class TransformerAdapter(nn.Module):
 
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """Fuse ``tokens`` (batch, n_tokens, d_model) into (batch, d_model)."""
+        if tokens.shape[0] == 0:  # nn.MultiheadAttention cannot reshape an empty batch
+            return pool_tokens(tokens, mask, self.pooling)
         # A row with nothing to attend to would give NaN; let it attend to its mask tokens.
         padding = ~mask & mask.any(dim=1, keepdim=True)
         sequence = self.encoder(tokens, src_key_padding_mask=padding)

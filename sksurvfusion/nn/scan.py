@@ -49,16 +49,8 @@ __all__ = ["causal_conv1d_silu", "selective_scan"]
 # ones spill the cache.
 _BLOCK_ELEMENTS = 2**18
 
-# exp(x) = exp2(x log2 e). Exponents below the smallest normal number would give
-# subnormals, on which CPU arithmetic is 10 to 50 times slower; clamping there changes a
-# decay factor by less than that number, far below the rounding of the state. The clamp
-# is skipped when no exponent can reach it, as with any usual step size.
+# exp(x) = exp2(x log2 e), as in mamba_ssm's CUDA kernel.
 _LOG2E = 1.4426950408889634
-
-
-def _min_exp2(dtype: torch.dtype) -> float:
-    return float(math.log2(torch.finfo(dtype).tiny))
-
 
 # F.softplus defaults, which mamba_ssm uses.
 _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
@@ -83,11 +75,11 @@ class _Block:
         self.decays = self.decay.unbind(0)
 
 
-# Fresh buffers of a MiB or more come from mmap, and writing them costs a page fault per
-# 4 KiB page: as much as the scan itself at these sizes. Each thread therefore keeps its
-# scan workspace between calls. The workspace is only used inside one forward or one
-# backward call, never across calls, so reuse is safe; it is capped so that a huge batch
-# cannot pin memory.
+# Large fresh buffers are usually handed back to the operating system when freed, and
+# writing them again costs a page fault per 4 KiB page: measured as much as the scan
+# itself at these sizes. Each thread therefore keeps its scan workspace from call to call.
+# The workspace is only used inside one forward or one backward call, never across calls,
+# so reuse is safe; it is capped so that a huge batch cannot pin memory.
 _WORKSPACE = threading.local()
 _MAX_CACHED_WORKSPACE = 2**23  # elements per buffer (32 MiB of float32)
 
@@ -118,7 +110,8 @@ class _ScanWorkspace:
         step = rows * d_state * channels
         memory = _workspace_memory(like, (length + 1 + n_buffers * length) * step)
         self._states = memory[: (length + 1) * step]
-        # h_{-1} of any block size lies in the first full-block step, never written after.
+        # h_{-1} of every block lies in the first full-block step. Only the last block can
+        # be smaller, and only it can write there, so zeroing once per call is enough.
         self._states[:step].zero_()
         rest = memory[(length + 1) * step :]
         self._buffers = [
@@ -171,9 +164,15 @@ def _state_times_vec(states: Tensor, vectors: Tensor) -> Tensor:
 
 
 def _exponent_clamp(delta: Tensor, A: Tensor) -> float | None:
-    """Lowest exponent of exp2 worth computing, or None when none can go below it."""
+    """Lowest exponent of exp2 worth computing, or None when none can go below it.
+
+    Exponents below that of the smallest normal number give subnormals, on which CPU
+    arithmetic is 10 to 50 times slower; clamping there changes a decay factor by less
+    than that number, far below the rounding of the state. With usual step sizes no
+    exponent comes near, and the clamp is skipped.
+    """
     lowest = delta.max().clamp_min(0) * A.min().clamp_max(0) * _LOG2E
-    floor = _min_exp2(A.dtype)
+    floor = math.log2(torch.finfo(A.dtype).tiny)
     return floor if bool(lowest < floor) else None
 
 
@@ -356,6 +355,8 @@ def selective_scan(
     y : Tensor of shape (batch, length, channels)
     """
     check_choice("method", method, ("fused", "loop"))
+    if u.shape[0] == 0 or u.shape[1] == 0:
+        return u * 0.0  # nothing to scan; still part of the graph
     if method == "loop":
         return _selective_scan_loop(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     return _SelectiveScanFn.apply(u, delta, A, B, C, D, z, delta_bias, bool(delta_softplus))
