@@ -43,7 +43,7 @@ def candidate_models(
     modalities: Mapping | None = None,
     *,
     foundation_models: Mapping[str, Mapping[str, str | None]] | None = None,
-    max_epochs: int = 30,
+    max_epochs: int = 15,
     random_state: int = 0,
 ) -> dict[str, Pipeline]:
     """The models compared: each adapter (per foundation-model choice) and the Cox baseline."""

@@ -54,15 +54,15 @@ def _build_parser() -> argparse.ArgumentParser:
 def _add_study_options(parser: argparse.ArgumentParser, default_output: str) -> None:
     parser.add_argument("--output", type=Path, default=Path(default_output), help="folder")
     parser.add_argument(
-        "--quick", action="store_true", help="3 splits and 10 epochs: a fast smoke run"
+        "--quick", action="store_true", help="3 splits and 8 epochs: a fast smoke run"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def _study_size(quick: bool) -> dict:
     if quick:
-        return {"n_splits": 3, "n_repeats": 1, "max_epochs": 10}
-    return {"n_splits": 5, "n_repeats": 2, "max_epochs": 30}
+        return {"n_splits": 3, "n_repeats": 1, "max_epochs": 8}
+    return {"n_splits": 5, "n_repeats": 2, "max_epochs": 15}
 
 
 def _parse_pairs(text: str, option: str) -> dict[str, str]:

@@ -66,9 +66,6 @@ class SurvivalStratifiedKFold(StratifiedKFold):
     (3,)
     """
 
-    def __init__(self, n_splits: int = 5, *, shuffle: bool = False, random_state=None) -> None:
-        super().__init__(n_splits=n_splits, shuffle=shuffle, random_state=random_state)
-
     def split(self, X, y, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate indices to split data into training and test set.
 
@@ -118,9 +115,6 @@ class RepeatedSurvivalStratifiedKFold(RepeatedStratifiedKFold):
     >>> len(list(cv.split(X, y)))
     6
     """
-
-    def __init__(self, *, n_splits: int = 5, n_repeats: int = 10, random_state=None) -> None:
-        super().__init__(n_splits=n_splits, n_repeats=n_repeats, random_state=random_state)
 
     def split(self, X, y, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Generate indices to split data into training and test set.

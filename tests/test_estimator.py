@@ -53,7 +53,7 @@ def fitted(data):
 
 def _as_survival(y):
     """scikit-learn's generic test targets as survival targets: every sample an event."""
-    if y is None or getattr(y, "dtype", None) is not None and y.dtype.fields is not None:
+    if y is None or (getattr(y, "dtype", None) is not None and y.dtype.fields is not None):
         return y
     magnitude = np.abs(np.asarray(y)).astype(float)
     return Surv.from_arrays(np.ones(len(magnitude), dtype=bool), magnitude + 1.0)
@@ -134,7 +134,14 @@ class TestFitPredict:
         X, y = make_multimodal_survival(400, random_state=1, **shape)
         X_test, y_test = make_multimodal_survival(400, random_state=2, **shape)
         model = M4SurvivalEstimator(
-            d_model=16, max_epochs=15, batch_size=32, lr=1e-3, random_state=0
+            d_model=16,
+            encoder_hidden=256,
+            dropout=0.1,
+            weight_decay=0.01,
+            max_epochs=15,
+            batch_size=32,
+            lr=1e-3,
+            random_state=0,
         ).fit(X, y)
         fused = model.score(X_test, y_test)
         mri_only = M4SurvivalEstimator(**model.get_params() | {"modalities": {"mri": "^mri__"}})
