@@ -31,7 +31,32 @@ def _event_indicator(y) -> np.ndarray:
     )
 
 
-class SurvivalStratifiedKFold(StratifiedKFold):
+class _StratifyOnEvent:
+    """Hands scikit-learn's stratified splitters the event indicator instead of ``y``."""
+
+    def split(self, X, y, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Generate indices to split data into training and test set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : structured ndarray of shape (n_samples,)
+            Survival target (event indicator first); a 1-D event indicator also works.
+        groups : Ignored
+            Present for API consistency.
+
+        Yields
+        ------
+        train : ndarray
+            The training set indices for that split.
+        test : ndarray
+            The testing set indices for that split.
+        """
+        return super().split(X, _event_indicator(y), groups)
+
+
+class SurvivalStratifiedKFold(_StratifyOnEvent, StratifiedKFold):
     """K-fold cross-validation stratified on the event indicator of a survival target.
 
     :class:`~sklearn.model_selection.StratifiedKFold` cannot stratify
@@ -66,29 +91,8 @@ class SurvivalStratifiedKFold(StratifiedKFold):
     (3,)
     """
 
-    def split(self, X, y, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Generate indices to split data into training and test set.
 
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : structured ndarray of shape (n_samples,)
-            Survival target (event indicator first); a 1-D event indicator also works.
-        groups : Ignored
-            Present for API consistency.
-
-        Yields
-        ------
-        train : ndarray
-            The training set indices for that split.
-        test : ndarray
-            The testing set indices for that split.
-        """
-        return super().split(X, _event_indicator(y), groups)
-
-
-class RepeatedSurvivalStratifiedKFold(RepeatedStratifiedKFold):
+class RepeatedSurvivalStratifiedKFold(_StratifyOnEvent, RepeatedStratifiedKFold):
     """Repeated :class:`SurvivalStratifiedKFold`, with a new shuffle in each repetition.
 
     Parameters
@@ -115,27 +119,6 @@ class RepeatedSurvivalStratifiedKFold(RepeatedStratifiedKFold):
     >>> len(list(cv.split(X, y)))
     6
     """
-
-    def split(self, X, y, groups=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Generate indices to split data into training and test set.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data.
-        y : structured ndarray of shape (n_samples,)
-            Survival target (event indicator first); a 1-D event indicator also works.
-        groups : Ignored
-            Present for API consistency.
-
-        Yields
-        ------
-        train : ndarray
-            The training set indices for that split.
-        test : ndarray
-            The testing set indices for that split.
-        """
-        return super().split(X, _event_indicator(y), groups)
 
 
 # ModalitySelector's "models" reads better per modality in the singular,
