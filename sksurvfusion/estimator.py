@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
 from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
+from skorch.dataset import Dataset
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.functions import StepFunction
 from sksurv.linear_model.coxph import BreslowEstimator
@@ -50,12 +51,79 @@ _MODULE_PARAMS = (
 )
 
 
+def _dataset_tensors(dataset):
+    """``(X, y)`` tensors behind a skorch Dataset of tensors or a Subset of one, else None."""
+    if isinstance(dataset, Subset):
+        tensors = _dataset_tensors(dataset.dataset)
+        if tensors is None:
+            return None
+        index = torch.as_tensor(dataset.indices, dtype=torch.long)
+        X, y = tensors
+        return {k: v[index] for k, v in X.items()}, None if y is None else y[index]
+    X, y = getattr(dataset, "X", None), getattr(dataset, "y", None)
+    if (
+        isinstance(dataset, Dataset)
+        and isinstance(X, dict)
+        and all(isinstance(v, torch.Tensor) for v in X.values())
+        and (y is None or isinstance(y, torch.Tensor))
+    ):
+        return X, y
+    return None
+
+
+class _TensorBatches:
+    """skorch iterator whose batches are slices of the dataset's tensors.
+
+    A shuffled epoch gathers the rows once, in a random order, and then slices; the
+    DataLoader route gathers once per batch (and skorch's default, once per row).
+    """
+
+    def __init__(self, X, y, batch_size, shuffle):
+        self.X, self.y = X, y
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.n_samples = len(next(iter(X.values())))
+
+    def __len__(self):
+        return -(-self.n_samples // self.batch_size)
+
+    def __iter__(self):
+        X, y = self.X, self.y
+        if self.shuffle:
+            order = torch.randperm(self.n_samples)
+            X = {k: v[order] for k, v in X.items()}
+            y = None if y is None else y[order]
+        # skorch's own placeholder for a missing target
+        placeholder = torch.Tensor([0])
+        for start in range(0, self.n_samples, self.batch_size):
+            stop = start + self.batch_size
+            yield (
+                {k: v[start:stop] for k, v in X.items()},
+                placeholder if y is None else y[start:stop],
+            )
+
+
 def _batch_loader(dataset, batch_size, shuffle=False):
-    """Batches as slices of the dataset's tensors, not one ``__getitem__`` per row."""
+    """Batches of a dataset: tensor slices when it holds tensors, else a DataLoader."""
+    tensors = _dataset_tensors(dataset)
+    if tensors is not None:
+        return _TensorBatches(*tensors, batch_size, shuffle)
     sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
     )
+
+
+class _SurvivalNet(NeuralNet):
+    """skorch's NeuralNet, minus one cost: it sets the training mode of every submodule
+    before every batch, which at these sizes costs as much as a small layer."""
+
+    def _set_training(self, training=True):
+        if getattr(self, "_training_mode", None) is training and (
+            self.module_.training is training
+        ):
+            return
+        super()._set_training(training)
+        self._training_mode = training
 
 
 class _EventStratifiedSplit:
@@ -449,7 +517,7 @@ class M4SurvivalEstimator(
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += list(self.callbacks or [])
         module_params = {f"module__{name}": getattr(self, name) for name in _MODULE_PARAMS}
-        return NeuralNet(
+        return _SurvivalNet(
             FusionSurvivalNet,
             module__modality_columns=[columns.tolist() for columns in modalities.values()],
             module__encoder_groups=groups or None,

@@ -8,6 +8,8 @@ from torch import Tensor, nn
 __all__ = ["CoxPartialLikelihoodLoss", "cox_partial_likelihood"]
 
 _TIES = ("efron", "breslow")
+# Up to this many samples the pairwise form is used (its n x n masks take 2 MiB at 1024).
+_DENSE_MAX_SAMPLES = 1024
 
 
 def cox_partial_likelihood(
@@ -30,7 +32,9 @@ def cox_partial_likelihood(
 
     The computation sorts once and uses a cumulative log-sum-exp, so it costs
     :math:`O(n \log n)` time and :math:`O(n)` memory, and it stays finite for
-    log-risks of any magnitude.
+    log-risks of any magnitude. Batches of up to 1024 samples, where the count
+    of tensor operations rather than arithmetic sets the cost, use an equal
+    pairwise form with a third of the operations.
 
     Parameters
     ----------
@@ -76,6 +80,8 @@ def cox_partial_likelihood(
             "log_risk, time and event must have the same number of samples, got "
             f"{log_risk.numel()}, {time.numel()} and {event.numel()}"
         )
+    if log_risk.shape[0] <= _DENSE_MAX_SAMPLES:
+        return _dense_partial_likelihood(log_risk, time, event, ties)
     n_events = event.sum()
     if n_events == 0:
         # keeps the graph connected so callers can always call backward()
@@ -117,6 +123,35 @@ def cox_partial_likelihood(
         log_denominator = log_denominator + torch.log1p(-fraction * ratio)
 
     return (log_denominator - eta_events).sum() / n_events.to(eta.dtype)
+
+
+def _dense_partial_likelihood(eta: Tensor, time: Tensor, event: Tensor, ties: str) -> Tensor:
+    """The same loss from pairwise comparisons: O(n^2), but a third of the operations.
+
+    Minibatches are small, and at their size the cost of the sorted form is the count of
+    tensor operations, not arithmetic. Also free of data-dependent branches, so it never
+    waits for a GPU.
+    """
+    # at_risk[i, j]: sample j is in the risk set of sample i.
+    at_risk = time.unsqueeze(0) >= time.unsqueeze(1)
+    log_denominator = torch.logsumexp(eta.masked_fill(~at_risk, -torch.inf), dim=1)
+    if ties == "efron":
+        # tied[i, j]: j is an event at i's time; every row also holds i itself, so that the
+        # log-sum-exp below is finite (rows of censored samples are not used).
+        tied = (time.unsqueeze(0) == time.unsqueeze(1)) & event.unsqueeze(0)
+        n_tied = tied.sum(1).clamp_min_(1)
+        # rank of each event among the tied events before it: 0, 1, ..., d - 1
+        rank = tied.tril(-1).sum(1)
+        tied.diagonal().fill_(True)
+        log_tied = torch.logsumexp(eta.masked_fill(~tied, -torch.inf), dim=1)
+        # rank / d * ratio <= (d - 1) / d, so the argument of log1p stays above -1
+        fraction = rank.to(eta.dtype) / n_tied.to(eta.dtype)
+        log_denominator = log_denominator + torch.log1p(
+            -fraction * torch.exp(log_tied - log_denominator)
+        )
+    terms = torch.where(event, log_denominator - eta, 0.0)
+    # a batch without events gives 0, with a gradient of zeros
+    return terms.sum() / event.sum().clamp_min(1).to(eta.dtype)
 
 
 class CoxPartialLikelihoodLoss(nn.Module):

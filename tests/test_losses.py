@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 from lifelines import CoxPHFitter
 from torchsurv.loss.cox import neg_partial_log_likelihood
 
+from sksurvfusion import losses
 from sksurvfusion.losses import CoxPartialLikelihoodLoss, cox_partial_likelihood
+
+
+@pytest.fixture(autouse=True, scope="module", params=["pairwise", "sorted"])
+def form(request):
+    """Every test runs on both forms of the loss: pairwise (small batches) and sorted."""
+    limit = 10**9 if request.param == "pairwise" else 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(losses, "_DENSE_MAX_SAMPLES", limit)
+        yield request.param
 
 
 @st.composite
@@ -45,9 +55,7 @@ def torchsurv_mean_over_events(log_risk, time, event, ties):
     with warnings.catch_warnings():
         # torchsurv announces every tie it sees; the ties are the point here
         warnings.filterwarnings("ignore", message="Ties in `time` detected")
-        total = neg_partial_log_likelihood(
-            log_risk, event, time, ties_method=ties, reduction="sum"
-        )
+        total = neg_partial_log_likelihood(log_risk, event, time, ties_method=ties, reduction="sum")
     return total / event.sum()
 
 
@@ -181,3 +189,21 @@ def test_invalid_arguments(kwargs, match):
     } | kwargs
     with pytest.raises(ValueError, match=match):
         cox_partial_likelihood(**args)
+
+
+def test_pairwise_and_sorted_forms_agree():
+    rng = np.random.default_rng(3)
+    n = 300
+    time = torch.from_numpy(rng.integers(1, 30, size=n).astype(np.float64))
+    event = torch.from_numpy(rng.random(n) < 0.6)
+    log_risk = torch.from_numpy(rng.normal(scale=2.0, size=n)).requires_grad_()
+    for ties in ("efron", "breslow"):
+        results = []
+        for limit in (10**9, 0):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(losses, "_DENSE_MAX_SAMPLES", limit)
+                loss = cox_partial_likelihood(log_risk, time, event, ties=ties)
+                results.append((loss, *torch.autograd.grad(loss, log_risk)))
+        (pairwise, grad_pairwise), (sorted_, grad_sorted) = results
+        torch.testing.assert_close(pairwise, sorted_, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(grad_pairwise, grad_sorted, rtol=1e-8, atol=1e-12)

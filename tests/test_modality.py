@@ -74,7 +74,6 @@ TWO_MODALITIES = {"a": np.array([0, 1]), "b": np.array([2])}
 
 
 class TestModalityMask:
-
     def test_all_nan_block_is_missing(self):
         X = np.array([[1.0, 2.0, 3.0], [np.nan, np.nan, 3.0], [1.0, 2.0, np.nan]])
         np.testing.assert_array_equal(

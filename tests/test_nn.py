@@ -25,6 +25,7 @@ from sksurvfusion.nn import (
     pool_tokens,
     selective_scan,
 )
+from sksurvfusion.nn._inner import FUSED_MAX_LENGTH
 
 HAS_MAMBA_SSM = importlib.util.find_spec("mamba_ssm") is not None
 ADAPTERS = ("mamba", "transformer", "mlp")
@@ -110,12 +111,22 @@ def randomise(module):
 
 
 class TestMamba:
+    @pytest.mark.parametrize("use_fast_path", [True, False])
     @pytest.mark.parametrize(
         ("length", "d_conv", "bias", "conv_bias"),
-        [(7, 4, False, True), (3, 4, True, False), (1, 2, False, True), (9, 3, True, True)],
+        [
+            (7, 4, False, True),
+            (3, 4, True, False),
+            (1, 2, False, True),
+            (9, 3, True, True),
+            (FUSED_MAX_LENGTH + 3, 4, False, True),
+        ],
     )
-    def test_matches_naive_recurrence(self, length, d_conv, bias, conv_bias):
-        mixer = Mamba(6, d_state=5, d_conv=d_conv, bias=bias, conv_bias=conv_bias)
+    def test_matches_naive_recurrence(self, length, d_conv, bias, conv_bias, use_fast_path):
+        mixer = Mamba(
+            6, d_state=5, d_conv=d_conv, bias=bias, conv_bias=conv_bias,
+            use_fast_path=use_fast_path,
+        )  # fmt: skip
         mixer = randomise(mixer.double())
         x = torch.randn(3, length, 6, dtype=torch.float64)
         torch.testing.assert_close(mixer(x), naive_mamba(mixer, x), atol=1e-10, rtol=0)
@@ -126,7 +137,9 @@ class TestMamba:
         mixer = randomise(Mamba(32, d_state=16))
         x = torch.randn(4, 20, 32)
         exact = mixer.double()(x.double())
-        fused = mixer.float()(x).double()
+        fused_mixer = mixer.float()(x).double()
+        mixer.use_fast_path = False
+        fused_scan = mixer(x).double()
         monkeypatch.setattr(
             "sksurvfusion.nn.mamba.selective_scan",
             lambda *args, **kwargs: selective_scan(*args, **kwargs, method="loop"),
@@ -134,10 +147,12 @@ class TestMamba:
         reference = mixer(x).double()
         reference_error = (reference - exact).abs().max()
         assert reference_error < 1e-5 * exact.abs().max()
-        assert (fused - exact).abs().max() <= 2 * reference_error
+        assert (fused_mixer - exact).abs().max() <= 2 * reference_error
+        assert (fused_scan - exact).abs().max() <= 2 * reference_error
 
-    def test_causal(self):
-        mixer = randomise(Mamba(8, d_state=4)).double()
+    @pytest.mark.parametrize("use_fast_path", [True, False])
+    def test_causal(self, use_fast_path):
+        mixer = randomise(Mamba(8, d_state=4, use_fast_path=use_fast_path)).double()
         x = torch.randn(2, 9, 8, dtype=torch.float64)
         for i in range(8):
             changed = x.clone()
@@ -146,16 +161,35 @@ class TestMamba:
             torch.testing.assert_close(out[:, : i + 1], original[:, : i + 1])
             assert not torch.allclose(out[:, i + 1], original[:, i + 1])
 
-    def test_gradcheck_inputs_and_parameters(self):
-        mixer = randomise(Mamba(4, d_state=3, d_conv=3, bias=True)).double()
+    @pytest.mark.parametrize("use_fast_path", [True, False])
+    @pytest.mark.parametrize("length", [1, 5])
+    def test_gradcheck_inputs_and_parameters(self, use_fast_path, length):
+        mixer = Mamba(4, d_state=3, d_conv=3, bias=True, use_fast_path=use_fast_path)
+        mixer = randomise(mixer).double()
         names, params = zip(*mixer.named_parameters(), strict=True)
         params = [p.detach().clone().requires_grad_() for p in params]
-        x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+        x = torch.randn(2, length, 4, dtype=torch.float64, requires_grad=True)
 
         def run(x, *params):
             return functional_call(mixer, dict(zip(names, params, strict=True)), (x,))
 
         assert torch.autograd.gradcheck(run, (x, *params))
+
+    def test_large_step_sizes_agree_and_stay_finite(self):
+        # exp(delta A) underflows (the fused mixer clamps its exponent); both paths must
+        # give the same finite outputs and gradients.
+        mixer = randomise(Mamba(8, d_state=4))
+        with torch.no_grad():
+            mixer.dt_proj.bias.fill_(500.0)
+        x = torch.randn(2, 6, 8, requires_grad=True)
+        results = []
+        for use_fast_path in (True, False):
+            mixer.use_fast_path = use_fast_path
+            out = mixer(x)
+            results.append((out, *torch.autograd.grad(out.square().sum(), [x, mixer.A_log])))
+        for fused, blocked in zip(*results, strict=True):
+            assert torch.isfinite(fused).all()
+            torch.testing.assert_close(fused, blocked)
 
     def test_state_dict_matches_mamba_ssm(self):
         d_model, d_state, d_conv, expand = 40, 8, 4, 2

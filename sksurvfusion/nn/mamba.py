@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sksurvfusion.nn._inner import FUSED_MAX_LENGTH, mamba_inner
 from sksurvfusion.nn._validation import check_choice
 from sksurvfusion.nn.scan import causal_conv1d_silu, selective_scan
 
@@ -105,8 +106,12 @@ class Mamba(nn.Module):
     bias : bool, default=False
         Whether ``in_proj`` and ``out_proj`` have biases.
     use_fast_path : bool, default=True
-        With the ``mamba_ssm`` backend, use its fully fused ``mamba_inner_fn`` (needs
-        ``causal_conv1d``); ignored by the pure-torch path.
+        Run the whole mixer as one fused operation: ``mamba_ssm``'s ``mamba_inner_fn``
+        (which needs ``causal_conv1d``) on that backend; on the pure-torch path, while
+        gradients are recorded, one autograd node with a hand-written backward for float32
+        or float64 sequences of up to 32 tokens (otherwise the blocked scan, which keeps
+        one token's state in memory rather than all of them). Neither supports
+        higher-order gradients.
     layer_idx : int, optional
         Kept for compatibility (``mamba_ssm`` uses it for its inference cache).
     device, dtype : optional
@@ -236,6 +241,21 @@ class Mamba(nn.Module):
 
     def _forward_torch(self, hidden_states: Tensor) -> Tensor:
         dtype = hidden_states.dtype
+        if self._can_fuse(hidden_states):
+            return mamba_inner(
+                hidden_states,
+                self.in_proj.weight,
+                self.in_proj.bias,
+                self.conv1d.weight.squeeze(1),
+                self.conv1d.bias,
+                self.x_proj.weight,
+                self.dt_proj.weight,
+                self.dt_proj.bias,
+                self.A_log,
+                self.D,
+                self.out_proj.weight,
+                self.out_proj.bias,
+            )
         # The scan runs in float32 at least, as mamba_ssm's reference path does.
         scan_dtype = torch.promote_types(dtype, torch.float32)
         # Two products with halves of in_proj instead of chunking one output: x and z come
@@ -259,6 +279,18 @@ class Mamba(nn.Module):
             delta_softplus=True,
         )
         return self.out_proj(y.to(dtype))
+
+    def _can_fuse(self, hidden_states: Tensor) -> bool:
+        dtype = hidden_states.dtype
+        # Without gradients the blocked scan wins: op counts no longer dominate, and it
+        # keeps one token's state in memory rather than all of them.
+        return (
+            self.use_fast_path
+            and torch.is_grad_enabled()
+            and 0 < hidden_states.shape[1] <= FUSED_MAX_LENGTH
+            and dtype in (torch.float32, torch.float64)
+            and all(p.dtype == dtype for p in self.parameters())
+        )
 
     def _forward_mamba_ssm(self, hidden_states: Tensor, ops: SimpleNamespace) -> Tensor:
         # Follows mamba_ssm's own forward: its kernels want (b, d, l) with l contiguous.

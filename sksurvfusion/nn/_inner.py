@@ -1,0 +1,199 @@
+"""The whole Mamba mixer as one autograd Function, for short sequences.
+
+Fusion sequences hold a handful of tokens. At that size a training step is bound by the
+number of tensor operations, each costing a few microseconds of dispatch and autograd
+bookkeeping, not by arithmetic. Recorded op by op, one mixer layer takes about 330
+operations forward and backward; written out by hand here it takes about 80: the input
+projection, convolution, scan, gate and output projection run in one forward with the
+state kept for the backward pass, whose gradients are written out below.
+
+The state of every token is stored, ``(batch, length, d_inner, d_state)``, so memory grows
+with ``length``; :class:`~sksurvfusion.nn.Mamba` uses this path only up to
+``FUSED_MAX_LENGTH`` tokens and the blocked scan of :mod:`sksurvfusion.nn.scan`, which
+recomputes the state instead, beyond.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+__all__ = ["FUSED_MAX_LENGTH", "mamba_inner"]
+
+# Longest sequence run by the fused mixer: measured as fast as or faster than the blocked
+# scan up to here; the stored state is ``length`` times that of one token.
+FUSED_MAX_LENGTH = 32
+
+# exp(x) is computed as exp2(x log2 e), about twice as fast on CPU. Exponents (base 2)
+# below -126 give subnormal decay factors, on which CPU arithmetic is 10 to 50 times
+# slower; 2**-126 is below float32's rounding of any state it multiplies.
+_LOG2E = 1.4426950408889634
+_MIN_EXPONENT2 = -126.0
+
+_SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
+
+
+def _causal_conv(x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
+    """Depthwise causal convolution of (b, l, d) with taps (width, d); taps[-1] is "now"."""
+    length, width = x.shape[1], taps.shape[0]
+    out = x * taps[-1] if bias is None else torch.addcmul(bias, x, taps[-1])
+    for j in range(1, min(width, length)):
+        out[:, j:].addcmul_(x[:, : length - j], taps[-1 - j])
+    return out
+
+
+def _flat(t: Tensor) -> Tensor:
+    return t.reshape(-1, t.shape[-1])
+
+
+def _vector_times_matrix(vectors: Tensor, matrices: Tensor) -> Tensor:
+    """``sum_d vectors[b, t, d] * matrices[b, t, d, n]`` as one batched matmul: (b, t, n)."""
+    batch, length, rows, cols = matrices.shape
+    product = torch.bmm(vectors.reshape(batch * length, 1, rows), matrices.view(-1, rows, cols))
+    return product.view(batch, length, cols)
+
+
+class _MambaInnerFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h, w_in, b_in, w_conv, b_conv, w_x, w_dt, b_dt, A_log, D, w_out, b_out):
+        d_inner, d_state = A_log.shape
+        dt_rank = w_dt.shape[1]
+        length = h.shape[1]
+        xz = F.linear(h, w_in, b_in)
+        x, z = xz.split(d_inner, dim=-1)
+        taps = w_conv.t().contiguous()
+        before_silu = _causal_conv(x, taps, b_conv)
+        u = F.silu(before_silu)
+        x_dbl = F.linear(u, w_x)
+        dt_low, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
+        dt = F.linear(dt_low, w_dt, b_dt)
+        delta = F.softplus(dt)
+        A = -torch.exp(A_log)
+        # decay_t = exp(delta_t A); states_t = decay_t * states_{t-1} + delta_t u_t B_t
+        decay = torch.mul(delta.unsqueeze(-1), A * _LOG2E)
+        decay = decay.clamp_min_(_MIN_EXPONENT2).exp2_()
+        delta_u = delta * u
+        states = delta_u.unsqueeze(-1) * B.unsqueeze(-2)
+        for t in range(1, length):
+            states[:, t].addcmul_(decay[:, t], states[:, t - 1])
+        # Contractions over d_state as multiply-and-sum: faster than batched matrix-vector
+        # products at this size.
+        y = (states * C.unsqueeze(-2)).sum(-1).addcmul_(u, D)
+        gate = F.silu(z)
+        gated = y * gate
+        out = F.linear(gated, w_out, b_out)
+        ctx.has_bias = (b_in is not None, b_conv is not None, b_out is not None)
+        ctx.save_for_backward(
+            h, w_in, x, z, taps, before_silu, u, w_x, dt_low, B, C, w_dt, dt, delta, A,
+            decay, delta_u, states, y, gate, gated, D, w_out,
+        )  # fmt: skip
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        (
+            h, w_in, x, z, taps, before_silu, u, w_x, dt_low, B, C, w_dt, dt, delta, A,
+            decay, delta_u, states, y, gate, gated, D, w_out,
+        ) = ctx.saved_tensors  # fmt: skip
+        has_b_in, has_b_conv, has_b_out = ctx.has_bias
+        length, width = x.shape[1], taps.shape[0]
+        grad_out = grad_out.contiguous()
+
+        # out = gated W_out^T + b_out
+        grad_w_out = _flat(grad_out).t().mm(_flat(gated))
+        grad_b_out = grad_out.sum((0, 1)) if has_b_out else None
+        grad_gated = grad_out.matmul(w_out)
+        # gated = y * silu(z)
+        grad_z = torch.ops.aten.silu_backward(grad_gated * y, z)
+        grad_y = grad_gated.mul_(gate)
+        # y_t = <states_t, C_t> + D u_t
+        grad_D = (grad_y * u).sum((0, 1))
+        grad_u = grad_y * D
+        grad_C = _vector_times_matrix(grad_y, states)
+        # Gradient of the state, accumulated backwards in time in place.
+        grad_states = grad_y.unsqueeze(-1) * C.unsqueeze(-2)
+        for t in range(length - 2, -1, -1):
+            grad_states[:, t].addcmul_(decay[:, t + 1], grad_states[:, t + 1])
+        # Through delta_t u_t B_t.
+        grad_delta_u = (grad_states * B.unsqueeze(-2)).sum(-1)
+        grad_B = _vector_times_matrix(delta_u, grad_states)
+        grad_delta = grad_delta_u * u
+        grad_u.addcmul_(grad_delta_u, delta)
+        # Through decay_t = exp(delta_t A), which multiplies states_{t-1}: no term at t = 0.
+        if length > 1:
+            grad_exponent = grad_states[:, 1:].mul_(states[:, :-1]).mul_(decay[:, 1:])
+            grad_delta[:, 1:] += (grad_exponent * A).sum(-1)
+            grad_A = (grad_exponent * delta[:, 1:].unsqueeze(-1)).sum((0, 1))
+        else:
+            grad_A = torch.zeros_like(A)
+        grad_A_log = grad_A.mul_(A)
+        # delta = softplus(dt_low W_dt^T + b_dt)
+        grad_dt = torch.ops.aten.softplus_backward(
+            grad_delta, dt, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD
+        )
+        grad_b_dt = grad_dt.sum((0, 1))
+        grad_w_dt = _flat(grad_dt).t().mm(_flat(dt_low))
+        # (dt_low, B, C) = u W_x^T
+        grad_x_dbl = torch.cat([grad_dt.matmul(w_dt), grad_B, grad_C], dim=-1)
+        grad_w_x = _flat(grad_x_dbl).t().mm(_flat(u))
+        grad_u += grad_x_dbl.matmul(w_x)
+        # u = silu(causal_conv(x))
+        grad_pre = torch.ops.aten.silu_backward(grad_u, before_silu)
+        grad_x = grad_pre * taps[-1]
+        grad_taps = torch.empty_like(taps)
+        grad_taps[-1] = (grad_pre * x).sum((0, 1))
+        for j in range(1, width):
+            if j < length:
+                grad_x[:, : length - j].addcmul_(grad_pre[:, j:], taps[-1 - j])
+                grad_taps[-1 - j] = (grad_pre[:, j:] * x[:, : length - j]).sum((0, 1))
+            else:
+                grad_taps[-1 - j] = 0.0
+        grad_b_conv = grad_pre.sum((0, 1)) if has_b_conv else None
+        # (x, z) = h W_in^T + b_in
+        grad_xz = torch.cat([grad_x, grad_z], dim=-1)
+        grad_w_in = _flat(grad_xz).t().mm(_flat(h))
+        grad_b_in = grad_xz.sum((0, 1)) if has_b_in else None
+        grad_h = grad_xz.matmul(w_in)
+        return (
+            grad_h, grad_w_in, grad_b_in, grad_taps.t(), grad_b_conv, grad_w_x, grad_w_dt,
+            grad_b_dt, grad_A_log, grad_D, grad_w_out, grad_b_out,
+        )  # fmt: skip
+
+
+def mamba_inner(
+    hidden_states: Tensor,
+    in_proj_weight: Tensor,
+    in_proj_bias: Tensor | None,
+    conv_weight: Tensor,
+    conv_bias: Tensor | None,
+    x_proj_weight: Tensor,
+    dt_proj_weight: Tensor,
+    dt_proj_bias: Tensor,
+    A_log: Tensor,
+    D: Tensor,
+    out_proj_weight: Tensor,
+    out_proj_bias: Tensor | None,
+) -> Tensor:
+    """Mamba mixer forward, ``(batch, length, d_model) -> same``, as one autograd node.
+
+    The arguments are the mixer's parameters, as ``mamba_ssm``'s ``mamba_inner_fn`` takes
+    them, with ``conv_weight`` of shape ``(d_inner, d_conv)``. All tensors must share one
+    floating dtype; the sequence must be non-empty.
+    """
+    return _MambaInnerFn.apply(
+        hidden_states,
+        in_proj_weight,
+        in_proj_bias,
+        conv_weight,
+        conv_bias,
+        x_proj_weight,
+        dt_proj_weight,
+        dt_proj_bias,
+        A_log,
+        D,
+        out_proj_weight,
+        out_proj_bias,
+    )
