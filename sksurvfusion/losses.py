@@ -140,8 +140,9 @@ def _dense_partial_likelihood(eta: Tensor, time: Tensor, event: Tensor, ties: st
         # log-sum-exp below is finite (rows of censored samples are not used).
         tied = (time.unsqueeze(0) == time.unsqueeze(1)) & event.unsqueeze(0)
         n_tied = tied.sum(1).clamp_min_(1)
-        # rank of each event among the tied events before it: 0, 1, ..., d - 1
-        rank = tied.tril(-1).sum(1)
+        # rank of each event among the tied events before it: 0, 1, ..., d - 1; zero for
+        # censored samples, whose terms are dropped but must keep a finite gradient
+        rank = tied.tril(-1).sum(1).mul_(event)
         tied.diagonal().fill_(True)
         log_tied = torch.logsumexp(eta.masked_fill(~tied, -torch.inf), dim=1)
         # rank / d * ratio <= (d - 1) / d, so the argument of log1p stays above -1

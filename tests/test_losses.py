@@ -65,8 +65,13 @@ def torchsurv_mean_over_events(log_risk, time, event, ties):
 def test_matches_the_definition(batch, ties):
     log_risk, time, event = batch
     expected = naive_partial_likelihood(log_risk, time, event, ties)
+    log_risk = log_risk.clone().requires_grad_()
     ours = cox_partial_likelihood(log_risk, time, event, ties=ties)
     np.testing.assert_allclose(ours.item(), expected, rtol=1e-10, atol=1e-12)
+    # the gradient sums to zero (the loss ignores a common shift) and is finite
+    (grad,) = torch.autograd.grad(ours, log_risk)
+    assert torch.isfinite(grad).all()
+    np.testing.assert_allclose(grad.sum().item(), 0.0, atol=1e-10)
 
 
 @pytest.mark.parametrize("ties", ["efron", "breslow"])
@@ -128,6 +133,22 @@ def test_batch_without_events_is_zero_with_gradient(ties):
     loss.backward()
     assert loss.item() == 0.0
     assert torch.equal(log_risk.grad, torch.zeros(8))
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_censored_sample_tied_with_the_last_events(ties):
+    # The risk set at the last time holds the events there and one censored sample.
+    log_risk = torch.tensor([0.3, -0.2, 0.5, 0.1], dtype=torch.float64, requires_grad=True)
+    time = torch.tensor([1.0, 2.0, 2.0, 2.0], dtype=torch.float64)
+    event = torch.tensor([True, True, True, False])
+    loss = cox_partial_likelihood(log_risk, time, event, ties=ties)
+    (grad,) = torch.autograd.grad(loss, log_risk)
+    expected = naive_partial_likelihood(log_risk.detach(), time, event, ties)
+    torch.testing.assert_close(loss.item(), expected, rtol=1e-12, atol=0)
+    assert torch.isfinite(grad).all()
+    assert torch.autograd.gradcheck(
+        lambda r: cox_partial_likelihood(r, time, event, ties=ties), (log_risk,)
+    )
 
 
 @pytest.mark.parametrize("event", [True, False])
