@@ -62,7 +62,8 @@ def _dataset_tensors(dataset):
         return {k: v[index] for k, v in X.items()}, None if y is None else y[index]
     X, y = getattr(dataset, "X", None), getattr(dataset, "y", None)
     if (
-        isinstance(dataset, Dataset)
+        # exactly skorch's Dataset: a subclass may transform its items
+        type(dataset) is Dataset
         and isinstance(X, dict)
         and all(isinstance(v, torch.Tensor) for v in X.values())
         and (y is None or isinstance(y, torch.Tensor))
@@ -118,12 +119,13 @@ class _SurvivalNet(NeuralNet):
     before every batch, which at these sizes costs as much as a small layer."""
 
     def _set_training(self, training=True):
-        if getattr(self, "_training_mode", None) is training and (
+        if getattr(self, "training_mode_", None) is training and (
             self.module_.training is training
         ):
             return
         super()._set_training(training)
-        self._training_mode = training
+        # ends in "_", so skorch keeps it out of get_params
+        self.training_mode_ = training
 
 
 class _EventStratifiedSplit:

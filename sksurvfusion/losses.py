@@ -73,7 +73,7 @@ def cox_partial_likelihood(
     if ties not in _TIES:
         raise ValueError(f"ties must be one of {_TIES}, got {ties!r}")
     log_risk = log_risk.reshape(-1)
-    time = time.reshape(-1)
+    time = time.reshape(-1).to(log_risk.device)
     event = event.reshape(-1).to(device=log_risk.device, dtype=torch.bool)
     if not (log_risk.shape == time.shape == event.shape):
         raise ValueError(

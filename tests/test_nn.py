@@ -191,6 +191,30 @@ class TestMamba:
             assert torch.isfinite(fused).all()
             torch.testing.assert_close(fused, blocked)
 
+    def test_autocast_runs_the_unfused_path(self):
+        mixer = randomise(Mamba(8, d_state=4))
+        x = torch.randn(2, 5, 8, requires_grad=True)
+        outputs = []
+        for use_fast_path in (True, False):
+            mixer.use_fast_path = use_fast_path
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = mixer(x)
+            (grad,) = torch.autograd.grad(out.float().sum(), x)
+            outputs.append((out, grad))
+        for fast, unfused in zip(*outputs, strict=True):
+            torch.testing.assert_close(fast, unfused)
+
+    def test_fused_mixer_only_for_short_small_recorded_sequences(self, monkeypatch):
+        mixer = Mamba(8, d_state=4)
+        short = torch.randn(2, 5, 8)
+        assert mixer._can_fuse(short)
+        assert not mixer._can_fuse(torch.randn(2, FUSED_MAX_LENGTH + 1, 8))
+        assert not mixer._can_fuse(short.half())
+        with torch.no_grad():
+            assert not mixer._can_fuse(short)
+        monkeypatch.setattr("sksurvfusion.nn.mamba.FUSED_MAX_STATE", 2 * 5 * 16 * 4 - 1)
+        assert not mixer._can_fuse(short)
+
     def test_state_dict_matches_mamba_ssm(self):
         d_model, d_state, d_conv, expand = 40, 8, 4, 2
         d_inner, dt_rank = expand * d_model, 3  # dt_rank "auto" = ceil(40 / 16)

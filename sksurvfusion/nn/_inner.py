@@ -9,28 +9,31 @@ state kept for the backward pass, whose gradients are written out below.
 
 The state of every token is stored, ``(batch, length, d_inner, d_state)``, so memory grows
 with ``length``; :class:`~sksurvfusion.nn.Mamba` uses this path only up to
-``FUSED_MAX_LENGTH`` tokens and the blocked scan of :mod:`sksurvfusion.nn.scan`, which
-recomputes the state instead, beyond.
+``FUSED_MAX_LENGTH`` tokens and ``FUSED_MAX_STATE`` state elements, and the blocked scan
+of :mod:`sksurvfusion.nn.scan`, which recomputes the state instead, beyond.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-__all__ = ["FUSED_MAX_LENGTH", "mamba_inner"]
+__all__ = ["FUSED_MAX_LENGTH", "FUSED_MAX_STATE", "mamba_inner"]
 
 # Longest sequence run by the fused mixer: measured as fast as or faster than the blocked
 # scan up to here; the stored state is ``length`` times that of one token.
 FUSED_MAX_LENGTH = 32
 
-# exp(x) is computed as exp2(x log2 e), about twice as fast on CPU. Exponents (base 2)
-# below -126 give subnormal decay factors, on which CPU arithmetic is 10 to 50 times
-# slower; 2**-126 is below float32's rounding of any state it multiplies.
+# Largest state, batch * length * d_inner * d_state elements, run by the fused mixer: its
+# backward holds about five tensors of that size (80 MiB in float32 here).
+FUSED_MAX_STATE = 2**22
+
+# exp(x) is computed as exp2(x log2 e), about twice as fast on CPU.
 _LOG2E = 1.4426950408889634
-_MIN_EXPONENT2 = -126.0
 
 _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD = 1.0, 20.0
 
@@ -73,7 +76,10 @@ class _MambaInnerFn(torch.autograd.Function):
         A = -torch.exp(A_log)
         # decay_t = exp(delta_t A); states_t = decay_t * states_{t-1} + delta_t u_t B_t
         decay = torch.mul(delta.unsqueeze(-1), A * _LOG2E)
-        decay = decay.clamp_min_(_MIN_EXPONENT2).exp2_()
+        # Exponents below that of the smallest normal number give subnormal decay factors,
+        # on which CPU arithmetic is 10 to 50 times slower; clamping there changes a factor
+        # by less than that number, far below the rounding of the state it multiplies.
+        decay = decay.clamp_min_(math.log2(torch.finfo(decay.dtype).tiny)).exp2_()
         delta_u = delta * u
         states = delta_u.unsqueeze(-1) * B.unsqueeze(-2)
         for t in range(1, length):

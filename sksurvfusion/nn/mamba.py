@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sksurvfusion.nn._inner import FUSED_MAX_LENGTH, mamba_inner
+from sksurvfusion.nn._inner import FUSED_MAX_LENGTH, FUSED_MAX_STATE, mamba_inner
 from sksurvfusion.nn._validation import check_choice
 from sksurvfusion.nn.scan import causal_conv1d_silu, selective_scan
 
@@ -109,8 +109,9 @@ class Mamba(nn.Module):
         Run the whole mixer as one fused operation: ``mamba_ssm``'s ``mamba_inner_fn``
         (which needs ``causal_conv1d``) on that backend; on the pure-torch path, while
         gradients are recorded, one autograd node with a hand-written backward for float32
-        or float64 sequences of up to 32 tokens (otherwise the blocked scan, which keeps
-        one token's state in memory rather than all of them). Neither supports
+        or float64 sequences of up to 32 tokens and 2**22 state elements, outside autocast
+        (otherwise the blocked scan, which keeps one token's state in memory rather than
+        all of them). Neither supports
         higher-order gradients.
     layer_idx : int, optional
         Kept for compatibility (``mamba_ssm`` uses it for its inference cache).
@@ -284,12 +285,16 @@ class Mamba(nn.Module):
         dtype = hidden_states.dtype
         # Without gradients the blocked scan wins: op counts no longer dominate, and it
         # keeps one token's state in memory rather than all of them.
+        batch, length, _ = hidden_states.shape
         return (
             self.use_fast_path
             and torch.is_grad_enabled()
-            and 0 < hidden_states.shape[1] <= FUSED_MAX_LENGTH
+            and 0 < length <= FUSED_MAX_LENGTH
+            and batch * length * self.d_inner * self.d_state <= FUSED_MAX_STATE
             and dtype in (torch.float32, torch.float64)
             and all(p.dtype == dtype for p in self.parameters())
+            # its hand-written backward does not follow autocast's per-op dtypes
+            and not torch.is_autocast_enabled(hidden_states.device.type)
         )
 
     def _forward_mamba_ssm(self, hidden_states: Tensor, ops: SimpleNamespace) -> Tensor:
