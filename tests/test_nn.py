@@ -446,6 +446,29 @@ class TestEncoders:
             tokens[:, 1], own(x[:, COLUMNS[1]]) + tokenizer.modality_embedding[1]
         )
 
+    @pytest.mark.parametrize(
+        ("columns", "reads_a_slice"),
+        [
+            ([[0, 1, 2], [3, 4, 5]], True),  # side by side: one slice of x
+            ([[6, 7, 8], [3, 4, 5]], False),  # out of order: a gather
+            ([[0, 2, 4], [6, 8, 10]], False),  # strided: a gather
+        ],
+    )
+    def test_slice_and_gather_read_the_same_values(self, columns, reads_a_slice):
+        encoder = ModalityEncoder(columns, 4, hidden=8).eval()
+        assert (encoder._block is not None) == reads_a_slice
+        x = torch.randn(5, 12, dtype=torch.float64, requires_grad=True)
+        encoder.double()
+        present = torch.tensor([[True, False]] * 5)
+        expected = torch.stack(
+            [encoder.mlp(x[:, cols] * present[:, [i]]) for i, cols in enumerate(columns)], 1
+        )
+        tokens = encoder(x, present)
+        torch.testing.assert_close(tokens, expected)
+        (grad,) = torch.autograd.grad(tokens.sum(), x)
+        (expected_grad,) = torch.autograd.grad(expected.sum(), x)
+        torch.testing.assert_close(grad, expected_grad)
+
     def test_missing_modality_is_mask_token(self):
         tokenizer = ModalityTokenizer(COLUMNS, 8, hidden=16).eval()
         x = torch.randn(3, N_FEATURES)

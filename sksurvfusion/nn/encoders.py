@@ -75,6 +75,13 @@ class ModalityEncoder(nn.Module):
         hidden = check_positive_int("encoder_hidden", hidden)
         self.in_features = widths[0]
         self.register_buffer("columns", torch.tensor(table, dtype=torch.long))
+        # Modalities that lie side by side in x are read as a view of one slice: an index
+        # gather of a few thousand columns costs several times more.
+        start, size = table[0][0], len(table) * self.in_features
+        flat = [c for cols in table for c in cols]
+        self._block = (
+            slice(start, start + size) if flat == list(range(start, start + size)) else None
+        )
         self.mlp = nn.Sequential(
             nn.Linear(self.in_features, hidden),
             nn.GELU(),
@@ -98,7 +105,10 @@ class ModalityEncoder(nn.Module):
         -------
         Tensor of shape (batch, n_group_modalities, d_model)
         """
-        values = x[:, self.columns]
+        if self._block is None:
+            values = x[:, self.columns]
+        else:
+            values = x[:, self._block].unflatten(1, self.columns.shape)
         if present is not None:
             values = torch.where(present.unsqueeze(-1), values, 0.0)
         return self.mlp(values)
@@ -159,6 +169,8 @@ class ModalityTokenizer(nn.Module):
         )
         group_order = [i for group in self.groups for i in group]
         self.register_buffer("group_order", torch.tensor(group_order, dtype=torch.long))
+        # When the groups already list the modalities in token order, skip both reorderings.
+        self._in_token_order = group_order == list(range(self.n_modalities))
         # Inverse permutation: from encoder-group order back to token order.
         token_order = torch.empty(self.n_modalities, dtype=torch.long)
         token_order[self.group_order] = torch.arange(self.n_modalities)
@@ -227,13 +239,15 @@ class ModalityTokenizer(nn.Module):
         """
         if self.training and self.modality_dropout > 0:
             mask = self.drop_modalities(mask)
+        grouped_mask = mask if self._in_token_order else mask[:, self.group_order]
         if len(self.encoders) == 1:
-            tokens = self.encoders[0](x, mask[:, self.group_order])
+            tokens = self.encoders[0](x, grouped_mask)
         else:
-            grouped_mask = mask[:, self.group_order].split([len(g) for g in self.groups], 1)
+            grouped_mask = grouped_mask.split([len(g) for g in self.groups], 1)
             tokens = torch.cat(
                 [enc(x, m) for enc, m in zip(self.encoders, grouped_mask, strict=True)], dim=1
             )
-        tokens = tokens[:, self.token_order]
+        if not self._in_token_order:
+            tokens = tokens[:, self.token_order]
         tokens = torch.where(mask.unsqueeze(-1), tokens, self.mask_token.to(tokens.dtype))
         return tokens + self.modality_embedding, mask
