@@ -8,8 +8,9 @@ from torch import Tensor, nn
 __all__ = ["CoxPartialLikelihoodLoss", "cox_partial_likelihood"]
 
 _TIES = ("efron", "breslow")
-# Up to this many samples the pairwise form is used (its n x n masks take 2 MiB at 1024).
-_DENSE_MAX_SAMPLES = 1024
+# Up to this many samples the pairwise form is used: measured faster than the sorted one
+# up to 64 samples with Efron's ties (and 128 with Breslow's), slower beyond.
+_DENSE_MAX_SAMPLES = 64
 
 
 def cox_partial_likelihood(
@@ -32,9 +33,9 @@ def cox_partial_likelihood(
 
     The computation sorts once and uses a cumulative log-sum-exp, so it costs
     :math:`O(n \log n)` time and :math:`O(n)` memory, and it stays finite for
-    log-risks of any magnitude. Batches of up to 1024 samples, where the count
+    log-risks of any magnitude. Batches of up to 64 samples, where the count
     of tensor operations rather than arithmetic sets the cost, use an equal
-    pairwise form with a third of the operations.
+    pairwise form with fewer operations.
 
     Parameters
     ----------
@@ -126,7 +127,7 @@ def cox_partial_likelihood(
 
 
 def _dense_partial_likelihood(eta: Tensor, time: Tensor, event: Tensor, ties: str) -> Tensor:
-    """The same loss from pairwise comparisons: O(n^2), but a third of the operations.
+    """The same loss from pairwise comparisons: O(n^2), but fewer operations.
 
     Minibatches are small, and at their size the cost of the sorted form is the count of
     tensor operations, not arithmetic. Also free of data-dependent branches, so it never

@@ -109,7 +109,7 @@ class Mamba(nn.Module):
         Run the whole mixer as one fused operation: ``mamba_ssm``'s ``mamba_inner_fn``
         (which needs ``causal_conv1d``) on that backend; on the pure-torch path, while
         gradients are recorded, one autograd node with a hand-written backward for float32
-        or float64 sequences of up to 32 tokens and 2**22 state elements, outside autocast
+        or float64 sequences of up to 32 tokens and 2**19 state elements, outside autocast
         (otherwise the blocked scan, which keeps one token's state in memory rather than
         all of them). Neither supports
         higher-order gradients.
