@@ -39,32 +39,29 @@ FUSED_MAX_LENGTH = 32
 FUSED_MAX_STATE = 2**19
 
 
-def _flat(t: Tensor) -> Tensor:
-    return t.reshape(-1, t.shape[-1])
-
-
-def _vector_times_matrix(vectors: Tensor, matrices: Tensor) -> Tensor:
-    """``sum_d vectors[b, t, d] * matrices[b, t, d, n]`` as one batched matmul: (b, t, n)."""
-    batch, length, rows, cols = matrices.shape
-    product = torch.bmm(vectors.reshape(batch * length, 1, rows), matrices.view(-1, rows, cols))
-    return product.view(batch, length, cols)
-
-
 class _MambaInnerFn(torch.autograd.Function):
+    """The mixer, batch-first. Projections run on (batch * length, features) matrices, and
+    per-token loops over lists of views, to keep the count of operations down."""
+
     @staticmethod
     def forward(ctx, h, w_in, b_in, w_conv, b_conv, w_x, w_dt, b_dt, A_log, D, w_out, b_out):
         d_inner, d_state = A_log.shape
         dt_rank = w_dt.shape[1]
-        length = h.shape[1]
+        batch, length, d_model = h.shape
+        shape = (batch, length, d_inner)
+        h = h.reshape(-1, d_model)
         xz = F.linear(h, w_in, b_in)
-        x, z = xz.split(d_inner, dim=-1)
+        x, z = xz[:, :d_inner].view(shape), xz[:, d_inner:]
         taps = w_conv.t().contiguous()
         before_silu = _causal_conv(x, taps, b_conv)
         u = F.silu(before_silu)
-        x_dbl = F.linear(u, w_x)
-        dt_low, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
+        x_dbl = F.linear(u.view(-1, d_inner), w_x)
+        dt_low = x_dbl[:, :dt_rank]
+        # B and C as (b, l, 1, n): broadcast over channels
+        B = x_dbl[:, dt_rank : dt_rank + d_state].view(batch, length, 1, d_state)
+        C = x_dbl[:, dt_rank + d_state :].view(batch, length, 1, d_state)
         dt = F.linear(dt_low, w_dt, b_dt)
-        delta = F.softplus(dt)
+        delta = F.softplus(dt).view(shape)
         A = -torch.exp(A_log)
         # decay_t = exp(delta_t A); states_t = decay_t * states_{t-1} + delta_t u_t B_t.
         # exp is computed as exp2 of a pre-scaled argument, about twice as fast on CPU.
@@ -74,12 +71,13 @@ class _MambaInnerFn(torch.autograd.Function):
         # by less than that number, far below the rounding of the state it multiplies.
         decay = decay.clamp_min_(math.log2(torch.finfo(decay.dtype).tiny)).exp2_()
         delta_u = delta * u
-        states = delta_u.unsqueeze(-1) * B.unsqueeze(-2)
+        states = delta_u.unsqueeze(-1) * B
+        steps, decays = states.unbind(1), decay.unbind(1)
         for t in range(1, length):
-            states[:, t].addcmul_(decay[:, t], states[:, t - 1])
-        # Contractions over d_state as multiply-and-sum: faster than batched matrix-vector
-        # products at this size.
-        y = (states * C.unsqueeze(-2)).sum(-1).addcmul_(u, D)
+            steps[t].addcmul_(decays[t], steps[t - 1])
+        # The contraction over d_state as multiply-and-sum: faster than batched
+        # matrix-vector products at this size.
+        y = (states * C).sum(-1).addcmul_(u, D).view(-1, d_inner)
         gate = F.silu(z)
         gated = y * gate
         out = F.linear(gated, w_out, b_out)
@@ -88,7 +86,7 @@ class _MambaInnerFn(torch.autograd.Function):
             h, w_in, x, z, taps, before_silu, u, w_x, dt_low, B, C, w_dt, dt, delta, A,
             decay, delta_u, states, y, gate, gated, D, w_out,
         )  # fmt: skip
-        return out
+        return out.view(batch, length, d_model)
 
     @staticmethod
     @once_differentiable
@@ -98,27 +96,31 @@ class _MambaInnerFn(torch.autograd.Function):
             decay, delta_u, states, y, gate, gated, D, w_out,
         ) = ctx.saved_tensors  # fmt: skip
         has_b_in, has_b_conv, has_b_out = ctx.has_bias
-        length, width = x.shape[1], taps.shape[0]
-        grad_out = grad_out.contiguous()
+        batch, length, d_inner = u.shape
+        rows = batch * length
 
         # out = gated W_out^T + b_out
-        grad_w_out = _flat(grad_out).t().mm(_flat(gated))
-        grad_b_out = grad_out.sum((0, 1)) if has_b_out else None
-        grad_gated = grad_out.matmul(w_out)
+        grad_out = grad_out.reshape(rows, w_out.shape[0])
+        grad_w_out = grad_out.t().mm(gated)
+        grad_b_out = grad_out.sum(0) if has_b_out else None
+        grad_gated = grad_out.mm(w_out)
         # gated = y * silu(z)
         grad_z = torch.ops.aten.silu_backward(grad_gated * y, z)
-        grad_y = grad_gated.mul_(gate)
+        grad_y = grad_gated.mul_(gate).view(batch, length, d_inner)
         # y_t = <states_t, C_t> + D u_t
         grad_D = (grad_y * u).sum((0, 1))
         grad_u = grad_y * D
-        grad_C = _vector_times_matrix(grad_y, states)
+        grad_C = torch.bmm(grad_y.view(rows, 1, d_inner), states.view(rows, d_inner, C.shape[-1]))
         # Gradient of the state, accumulated backwards in time in place.
-        grad_states = grad_y.unsqueeze(-1) * C.unsqueeze(-2)
+        grad_states = grad_y.unsqueeze(-1) * C
+        grad_steps, decays = grad_states.unbind(1), decay.unbind(1)
         for t in range(length - 2, -1, -1):
-            grad_states[:, t].addcmul_(decay[:, t + 1], grad_states[:, t + 1])
+            grad_steps[t].addcmul_(decays[t + 1], grad_steps[t + 1])
         # Through delta_t u_t B_t.
-        grad_delta_u = (grad_states * B.unsqueeze(-2)).sum(-1)
-        grad_B = _vector_times_matrix(delta_u, grad_states)
+        grad_delta_u = (grad_states * B).sum(-1)
+        grad_B = torch.bmm(
+            delta_u.view(rows, 1, d_inner), grad_states.view(rows, d_inner, B.shape[-1])
+        )
         grad_delta = grad_delta_u * u
         grad_u.addcmul_(grad_delta_u, delta)
         # Through decay_t = exp(delta_t A), which multiplies states_{t-1}: no term at t = 0.
@@ -131,31 +133,32 @@ class _MambaInnerFn(torch.autograd.Function):
         grad_A_log = grad_A.mul_(A)
         # delta = softplus(dt_low W_dt^T + b_dt)
         grad_dt = torch.ops.aten.softplus_backward(
-            grad_delta, dt, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD
+            grad_delta.view(rows, d_inner), dt, _SOFTPLUS_BETA, _SOFTPLUS_THRESHOLD
         )
-        grad_b_dt = grad_dt.sum((0, 1))
-        grad_w_dt = _flat(grad_dt).t().mm(_flat(dt_low))
+        grad_b_dt = grad_dt.sum(0)
+        grad_w_dt = grad_dt.t().mm(dt_low)
         # (dt_low, B, C) = u W_x^T
-        grad_x_dbl = torch.cat([grad_dt.matmul(w_dt), grad_B, grad_C], dim=-1)
-        grad_w_x = _flat(grad_x_dbl).t().mm(_flat(u))
-        grad_u += grad_x_dbl.matmul(w_x)
+        grad_x_dbl = torch.cat(
+            [grad_dt.mm(w_dt), grad_B.view(rows, B.shape[-1]), grad_C.view(rows, C.shape[-1])],
+            dim=1,
+        )
+        grad_w_x = grad_x_dbl.t().mm(u.view(rows, d_inner))
+        grad_u.view(rows, d_inner).addmm_(grad_x_dbl, w_x)
         # u = silu(causal_conv(x))
         grad_pre = torch.ops.aten.silu_backward(grad_u, before_silu)
-        grad_x = grad_pre * taps[-1]
-        grad_taps = torch.empty_like(taps)
+        tap = taps.unbind(0)
+        grad_x = grad_pre * tap[-1]
+        grad_taps = torch.zeros_like(taps)
         grad_taps[-1] = (grad_pre * x).sum((0, 1))
-        for j in range(1, width):
-            if j < length:
-                grad_x[:, : length - j].addcmul_(grad_pre[:, j:], taps[-1 - j])
-                grad_taps[-1 - j] = (grad_pre[:, j:] * x[:, : length - j]).sum((0, 1))
-            else:
-                grad_taps[-1 - j] = 0.0
+        for j in range(1, min(len(tap), length)):
+            grad_x[:, : length - j].addcmul_(grad_pre[:, j:], tap[-1 - j])
+            grad_taps[-1 - j] = (grad_pre[:, j:] * x[:, : length - j]).sum((0, 1))
         grad_b_conv = grad_pre.sum((0, 1)) if has_b_conv else None
         # (x, z) = h W_in^T + b_in
-        grad_xz = torch.cat([grad_x, grad_z], dim=-1)
-        grad_w_in = _flat(grad_xz).t().mm(_flat(h))
-        grad_b_in = grad_xz.sum((0, 1)) if has_b_in else None
-        grad_h = grad_xz.matmul(w_in)
+        grad_xz = torch.cat([grad_x.view(rows, d_inner), grad_z], dim=1)
+        grad_w_in = grad_xz.t().mm(h)
+        grad_b_in = grad_xz.sum(0) if has_b_in else None
+        grad_h = grad_xz.mm(w_in).view(batch, length, h.shape[1])
         return (
             grad_h, grad_w_in, grad_b_in, grad_taps.t(), grad_b_conv, grad_w_x, grad_w_dt,
             grad_b_dt, grad_A_log, grad_D, grad_w_out, grad_b_out,

@@ -365,9 +365,9 @@ def selective_scan(
 def _causal_conv(x: Tensor, taps: Tensor, bias: Tensor | None) -> Tensor:
     # taps[-1] multiplies the current token, taps[-1 - j] the token j steps back; each tap
     # is a contiguous row, so the broadcast multiply-adds vectorise over channels.
-    length, width = x.shape[1], taps.shape[0]
+    length, taps = x.shape[1], taps.unbind(0)
     out = x * taps[-1] if bias is None else torch.addcmul(bias, x, taps[-1])
-    for j in range(1, min(width, length)):
+    for j in range(1, min(len(taps), length)):
         out[:, j:].addcmul_(x[:, : length - j], taps[-1 - j])
     return out
 
