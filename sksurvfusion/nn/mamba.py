@@ -111,8 +111,7 @@ class Mamba(nn.Module):
         gradients are recorded, one autograd node with a hand-written backward for float32
         or float64 sequences of up to 32 tokens and 2**19 state elements, outside autocast
         (otherwise the blocked scan, which keeps one token's state in memory rather than
-        all of them). Neither supports
-        higher-order gradients.
+        all of them). Neither supports higher-order gradients.
     layer_idx : int, optional
         Kept for compatibility (``mamba_ssm`` uses it for its inference cache).
     device, dtype : optional
