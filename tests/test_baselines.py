@@ -38,20 +38,26 @@ def test_docstring_examples():
 
 
 class TestMakeCoxBaseline:
-    def test_matches_hand_built_pipeline(self, breast_cancer):
+    @pytest.mark.parametrize("whiten", [True, False])
+    def test_matches_hand_built_pipeline(self, breast_cancer, whiten):
         X, y = breast_cancer
         genes = [c for c in X.columns if c.startswith("genes__")]
         clinical = [c for c in X.columns if c.startswith("clinical__")]
         by_hand = make_pipeline(
             ColumnTransformer(
                 [
-                    ("genes", make_pipeline(StandardScaler(), PCA(n_components=6)), genes),
+                    (
+                        "genes",
+                        make_pipeline(StandardScaler(), PCA(n_components=6, whiten=whiten)),
+                        genes,
+                    ),
                     ("clinical", StandardScaler(), clinical),
                 ]
             ),
             CoxPHSurvivalAnalysis(alpha=3.0),
         ).fit(X, y)
-        model = make_cox_baseline(n_components=6, alpha=3.0).fit(X, y)
+        model = make_cox_baseline(n_components=6, alpha=3.0)
+        model = model.set_params(preprocess__whiten=whiten).fit(X, y)
         np.testing.assert_allclose(model.predict(X), by_hand.predict(X), rtol=1e-6, atol=1e-9)
         np.testing.assert_allclose(model.named_steps["cox"].coef_, by_hand[-1].coef_, rtol=1e-6)
 
@@ -163,6 +169,13 @@ class TestModalityPreprocessor:
         prep = ModalityPreprocessor(n_components=3).fit(X)
         assert list(prep.modalities_) == ["features"]
         assert prep.get_feature_names_out().tolist() == [f"features__pc{k}" for k in range(3)]
+
+    def test_whitened_components_have_unit_variance(self, breast_cancer):
+        X, _ = breast_cancer
+        Xt = ModalityPreprocessor(n_components=5).fit_transform(X)
+        np.testing.assert_allclose(Xt.std(axis=0, ddof=1)[:5], 1.0, rtol=1e-6)
+        raw = ModalityPreprocessor(n_components=5, whiten=False).fit_transform(X)
+        assert raw.std(axis=0)[0] > 3.0  # 76 standardised genes: the first PC is wide
 
     def test_narrow_modality_is_only_standardised(self, breast_cancer):
         X, _ = breast_cancer

@@ -1,3 +1,4 @@
+import copy
 import pickle
 
 import joblib
@@ -20,6 +21,7 @@ from sksurv.util import Surv
 
 from sksurvfusion import M4SurvivalEstimator, ModalitySelector
 from sksurvfusion.datasets import make_multimodal_survival
+from sksurvfusion.modality import modality_mask
 
 TINY = {
     "d_model": 8,
@@ -365,6 +367,57 @@ class TestTrainingOptions:
 
         M4SurvivalEstimator(**TINY | {"callbacks": [Count()]}).fit(*data)
         assert Count.epochs == TINY["max_epochs"]
+
+
+class TestTrainingLoop:
+    """The net trains its parameters through flat buffers; the steps must be AdamW's."""
+
+    @staticmethod
+    def _batch(model, X, y):
+        x = torch.from_numpy(X.to_numpy(dtype=np.float32))
+        mask = torch.from_numpy(modality_mask(X.to_numpy(dtype=np.float32), model.modalities_))
+        event, time = fields(y)
+        target = torch.from_numpy(np.column_stack([event, time]).astype(np.float64))
+        return {"x": x, "mask": mask}, target
+
+    def test_steps_equal_per_parameter_adamw(self, data):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | {"dropout": 0.0, "max_epochs": 1, "lr": 1e-2})
+        net = model.fit(X, y).net_
+        net.initialize_optimizer()  # fresh optimizer state on the current weights
+        reference = copy.deepcopy(net.module_)
+        # torch's default, one-tensor-at-a-time AdamW on the separate parameters
+        optimizer = torch.optim.AdamW(
+            reference.parameters(), lr=1e-2, weight_decay=model.weight_decay, foreach=False
+        )
+        inputs, target = self._batch(model, X, y)
+        for _ in range(5):
+            net.train_step((inputs, target))
+            optimizer.zero_grad()
+            risk = reference(**inputs)
+            net.criterion_(risk, target).backward()
+            optimizer.step()
+        for (name, trained), expected in zip(
+            net.module_.named_parameters(), reference.parameters(), strict=True
+        ):
+            torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-6, msg=name)
+            torch.testing.assert_close(trained.grad, expected.grad, msg=name)
+
+    def test_training_goes_on_from_replaced_parameters(self, data):
+        # unpickling or module.to() give parameters new tensors: the next fit must
+        # train those, not the optimizer's stale copy
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | {"max_epochs": 1}).fit(X, y)
+        net = model.net_
+        for param in net.module_.parameters():
+            param.data = param.data + 1.0
+        before = [p.detach().clone() for p in net.module_.parameters()]
+        net.partial_fit(*self._batch(model, X, y), epochs=1)
+        change = max(
+            (p.detach() - b).abs().max().item()
+            for p, b in zip(net.module_.parameters(), before, strict=True)
+        )
+        assert 0.0 < change < 0.1
 
 
 class TestInSearches:

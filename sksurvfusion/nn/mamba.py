@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from itertools import chain
 from types import SimpleNamespace
 
 import torch
@@ -291,7 +292,14 @@ class Mamba(nn.Module):
             and 0 < length <= FUSED_MAX_LENGTH
             and batch * length * self.d_inner * self.d_state <= FUSED_MAX_STATE
             and dtype in (torch.float32, torch.float64)
-            and all(p.dtype == dtype for p in self.parameters())
+            # The mixer's submodules are leaves, so their own parameters are all of them;
+            # this reads them directly, several times faster than self.parameters().
+            and all(
+                p is None or p.dtype == dtype
+                for p in chain(
+                    self._parameters.values(), *(m._parameters.values() for m in self.children())
+                )
+            )
             # its hand-written backward does not follow autocast's per-op dtypes
             and not torch.is_autocast_enabled(hidden_states.device.type)
         )
