@@ -9,8 +9,8 @@ event = 1 - ``censorship`` and time = ``survival_months``. Modalities:
 ``cnv``, ``mut`` and ``clinical`` (age, sex, one-hot histology; the tissue
 source site is a batch variable and is left out; the few missing ages get the
 cohort median). The same per-modality preprocessing
-(:class:`~sksurvfusion.baselines.ModalityPreprocessor`: standardise, PCA for
-wide modalities), fitted on each training fold, feeds the ridge Cox baseline
+(:class:`~sksurvfusion.baselines.ModalityPreprocessor`: standardise, whitened
+PCA for wide modalities), fitted on each training fold, feeds the ridge Cox baseline
 and the fusion estimator. The network is fitted with ``--seeds`` seeds (3 by
 default) and its C-index averaged per fold.
 """

@@ -308,6 +308,15 @@ class M4SurvivalEstimator(
     smaller state, higher learning rates, larger or whole-set batches and
     weight averaging all scored lower, and 50 epochs no better than 30.
 
+    The network sees the columns as given, so standardise them first
+    (:class:`~sklearn.preprocessing.StandardScaler`, or
+    :class:`~sksurvfusion.baselines.ModalityPreprocessor` for whitened PCA of wide
+    modalities). On those cohorts, principal components left at their own scale
+    lowered the mean C-index from 0.699 to 0.681; with whitened inputs 10, 15
+    and 30 epochs, weight decay 1.0 and encoders without their final LayerNorm
+    all scored within 0.002 of the defaults, and dropout 0.1 or learning rate
+    1e-3 about 0.01 to 0.03 lower.
+
     Attributes
     ----------
     modalities_ : dict of str to ndarray of int
