@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 from sklearn.pipeline import make_pipeline
 from sksurv.util import Surv
 from threadpoolctl import threadpool_limits
@@ -104,7 +105,9 @@ def main() -> int:
         print(f"TCGA data not found at {args.data}; nothing to do.")
         return 0
 
-    threadpool_limits(limits=1, user_api="blas")  # small matrices: threads only contend
+    # small matrices: threads only contend (and spin when several runs share the cores)
+    threadpool_limits(limits=1, user_api="blas")
+    torch.set_num_threads(1)
     results = []
     for cohort in args.cohorts:
         X, y = load_cohort(args.data, cohort)
