@@ -147,16 +147,29 @@ def _bind_flat(params, flats) -> None:
 
 
 class _SurvivalNet(NeuralNet):
-    """skorch's NeuralNet with two costs of small networks removed.
+    """skorch's NeuralNet, minus one cost: it sets the training mode of every submodule
+    before every batch, which at these sizes costs as much as a small layer."""
 
-    - skorch sets the training mode of every submodule before every batch, which at
-      these sizes costs as much as a small layer; here only when the mode changes.
-    - An optimizer step costs per parameter tensor, several microseconds each. While
-      training, the parameters and their gradients are views of one flat buffer per
-      device and dtype, and the optimizer updates the buffers: one tensor instead of
-      dozens. The update is elementwise, so equal to updating the parameters one by
-      one. Gradients are zeroed in place, keeping them views: a parameter unused in a
-      batch has a zero gradient rather than none, so weight decay still applies to it.
+    def _set_training(self, training=True):
+        if getattr(self, "training_mode_", None) is training and (
+            self.module_.training is training
+        ):
+            return
+        super()._set_training(training)
+        # ends in "_", so skorch keeps it out of get_params
+        self.training_mode_ = training
+
+
+class _FlatSurvivalNet(_SurvivalNet):
+    """A net whose optimizer steps one flat buffer instead of each parameter tensor.
+
+    An optimizer step costs per parameter tensor, several microseconds each. While
+    training, the parameters and their gradients are views of one flat buffer per device
+    and dtype, and the optimizer updates the buffers: one tensor instead of dozens. The
+    update is elementwise, so equal to updating the parameters one by one. Gradients are
+    zeroed in place, keeping them views, so a parameter without a gradient in a step
+    still gets its weight decay: used only when no callback can freeze parameters
+    (skorch's ``Freezer``) or otherwise change which ones train.
     """
 
     def initialize_optimizer(self, triggered_directly=None):
@@ -179,15 +192,6 @@ class _SurvivalNet(NeuralNet):
     def _zero_grad_optimizer(self, set_to_none=None):
         # torch's default, set_to_none=True, would drop the views of the flat gradients
         super()._zero_grad_optimizer(set_to_none=False)
-
-    def _set_training(self, training=True):
-        if getattr(self, "training_mode_", None) is training and (
-            self.module_.training is training
-        ):
-            return
-        super()._set_training(training)
-        # ends in "_", so skorch keeps it out of get_params
-        self.training_mode_ = training
 
 
 class _EventStratifiedSplit:
@@ -592,7 +596,9 @@ class M4SurvivalEstimator(
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += list(self.callbacks or [])
         module_params = {f"module__{name}": getattr(self, name) for name in _MODULE_PARAMS}
-        return _SurvivalNet(
+        # user callbacks may freeze parameters, which flat buffers would still decay
+        net_class = _SurvivalNet if self.callbacks else _FlatSurvivalNet
+        return net_class(
             FusionSurvivalNet,
             module__modality_columns=[columns.tolist() for columns in modalities.values()],
             module__encoder_groups=groups or None,

@@ -419,6 +419,20 @@ class TestTrainingLoop:
         )
         assert 0.0 < change < 0.1
 
+    def test_frozen_parameters_stay_frozen(self, data):
+        from skorch.callbacks import Freezer
+
+        X, y = data
+        # weight decay must not move parameters a callback froze before the first step
+        frozen = {}
+        for epochs in (1, 3):
+            model = M4SurvivalEstimator(
+                **TINY | {"max_epochs": epochs, "callbacks": [Freezer("tokenizer.*")]}
+            ).fit(X, y)
+            frozen[epochs] = dict(model.net_.module_.tokenizer.named_parameters())
+        for name, value in frozen[1].items():
+            torch.testing.assert_close(frozen[3][name], value, rtol=0, atol=0, msg=name)
+
 
 class TestInSearches:
     def test_pipeline_grid_over_adapters_models_and_width(self):
