@@ -79,8 +79,10 @@ def models(args):
     """Model builders by name, each with the seeds it is fitted with."""
 
     def fusion(seed):
+        # pandas output keeps the "<modality>__" column names: without them the network
+        # would read all columns as one modality, one token
         return make_pipeline(
-            ModalityPreprocessor(n_components=args.n_components),
+            ModalityPreprocessor(n_components=args.n_components).set_output(transform="pandas"),
             M4SurvivalEstimator(random_state=seed, device="cpu"),
         )
 
