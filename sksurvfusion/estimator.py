@@ -313,9 +313,9 @@ class M4SurvivalEstimator(
     state, higher learning rates, larger or whole-set batches and weight
     averaging all lower, and 50 epochs no better than 30. A second, with one
     token per modality on whitened components, found 10, 15 and 20 epochs,
-    weight decay 1.0, a state of 8 and encoders without their final LayerNorm
-    within 0.004 of the defaults, and dropout 0.1 or learning rate 1e-3 0.01 to
-    0.03 lower.
+    weight decay 1.0, a state of 8, a bidirectional stack and encoders without
+    their final LayerNorm within 0.004 of the defaults, and dropout 0.1, the MLP
+    adapter or learning rate 1e-3 0.01 to 0.03 lower.
 
     The network sees the columns as given, so standardise them first
     (:class:`~sklearn.preprocessing.StandardScaler`, or
