@@ -137,7 +137,8 @@ def _bind_flat(params, flats) -> None:
         flat.data.copy_(torch.cat([p.detach().reshape(-1) for p in group]))
         if flat.grad is None:
             flat.grad = torch.zeros_like(flat)
-        flat.grad.zero_()
+        else:
+            flat.grad.zero_()
         start = 0
         for param in group:
             stop = start + param.numel()
@@ -175,11 +176,16 @@ class _FlatSurvivalNet(_SurvivalNet):
     def initialize_optimizer(self, triggered_directly=None):
         named = list(self.get_all_learnable_params())
         _, kwargs = self.get_params_for_optimizer("optimizer", named)
+        params = [p for _, p in named]
         flats = [
-            torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in group]))
-            for group in _flat_groups(p for _, p in named)
+            torch.nn.Parameter(
+                torch.empty(
+                    sum(p.numel() for p in group), dtype=group[0].dtype, device=group[0].device
+                )
+            )
+            for group in _flat_groups(params)
         ]
-        _bind_flat([p for _, p in named], flats)
+        _bind_flat(params, flats)  # fills the buffers
         self.optimizer_ = self.optimizer(flats, **kwargs)
         return self
 
