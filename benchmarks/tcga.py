@@ -10,9 +10,9 @@ event = 1 - ``censorship`` and time = ``survival_months``. Modalities:
 source site is a batch variable and is left out; the few missing ages get the
 cohort median). The same per-modality preprocessing
 (:class:`~sksurvfusion.baselines.ModalityPreprocessor`: standardise, whitened
-PCA for wide modalities), fitted on each training fold, feeds the ridge Cox baseline
-and the fusion estimator. The network is fitted with ``--seeds`` seeds (3 by
-default) and its C-index averaged per fold.
+PCA for wide modalities, its randomized solver seeded), fitted on each training
+fold, feeds the ridge Cox baseline and the fusion estimator. The network is
+fitted with ``--seeds`` seeds (3 by default) and its C-index averaged per fold.
 """
 
 from __future__ import annotations
@@ -82,12 +82,17 @@ def models(args):
         # pandas output keeps the "<modality>__" column names: without them the network
         # would read all columns as one modality, one token
         return make_pipeline(
-            ModalityPreprocessor(n_components=args.n_components).set_output(transform="pandas"),
+            ModalityPreprocessor(n_components=args.n_components, random_state=0).set_output(
+                transform="pandas"
+            ),
             M4SurvivalEstimator(random_state=seed, device="cpu"),
         )
 
     return {
-        "ridge Cox": (lambda seed: make_cox_baseline(n_components=args.n_components), [0]),
+        "ridge Cox": (
+            lambda seed: make_cox_baseline(n_components=args.n_components, random_state=0),
+            [0],
+        ),
         # a network's score moves with its seed: average several
         "M4SurvivalEstimator": (fusion, list(range(args.seeds))),
     }

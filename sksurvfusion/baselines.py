@@ -78,6 +78,9 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         Scale the principal components to unit variance. Unscaled, the first
         components of a wide modality have standard deviations of tens and
         dominate both a penalised linear model and a network's first layer.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the PCA's randomized solver, which scikit-learn picks for wide
+        modalities; pass an int for the same components on every fit.
 
     Attributes
     ----------
@@ -111,6 +114,7 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         "modalities": [Mapping, None],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "whiten": ["boolean"],
+        "random_state": ["random_state"],
     }
 
     def __init__(
@@ -119,10 +123,12 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         *,
         n_components: int = _DEFAULT_N_COMPONENTS,
         whiten: bool = True,
+        random_state=None,
     ) -> None:
         self.modalities = modalities
         self.n_components = n_components
         self.whiten = whiten
+        self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -158,7 +164,16 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
             ]
             n_components = min(self.n_components, X.shape[0])
             if len(columns) > n_components:
-                steps.append(("pca", PCA(n_components=n_components, whiten=self.whiten)))
+                steps.append(
+                    (
+                        "pca",
+                        PCA(
+                            n_components=n_components,
+                            whiten=self.whiten,
+                            random_state=self.random_state,
+                        ),
+                    )
+                )
                 output_names.extend(f"{name}{SEPARATOR}pc{k}" for k in range(n_components))
             else:
                 output_names.extend(_column_names(name, columns, names))
@@ -221,6 +236,7 @@ def make_cox_baseline(
     n_components: int = _DEFAULT_N_COMPONENTS,
     alpha: float | None = None,
     l1_ratio: float | None = None,
+    random_state=None,
 ) -> Pipeline:
     r"""Penalised Cox proportional-hazards baseline on per-modality PCA features.
 
@@ -258,6 +274,8 @@ def make_cox_baseline(
         ``None`` fits the ridge :class:`~sksurv.linear_model.CoxPHSurvivalAnalysis`;
         a number fits :class:`~sksurv.linear_model.CoxnetSurvivalAnalysis` with
         this mix of L1 (1) and L2 penalty.
+    random_state : int, RandomState instance or None, default=None
+        Passed to :class:`ModalityPreprocessor`: seeds its PCA.
 
     Returns
     -------
@@ -315,7 +333,12 @@ def make_cox_baseline(
         )
     return Pipeline(
         [
-            ("preprocess", ModalityPreprocessor(modalities, n_components=n_components)),
+            (
+                "preprocess",
+                ModalityPreprocessor(
+                    modalities, n_components=n_components, random_state=random_state
+                ),
+            ),
             ("cox", cox),
         ]
     )

@@ -177,6 +177,23 @@ class TestModalityPreprocessor:
         raw = ModalityPreprocessor(n_components=5, whiten=False).fit_transform(X)
         assert raw.std(axis=0)[0] > 3.0  # 76 standardised genes: the first PC is wide
 
+    def test_random_state_fixes_the_randomized_pca(self):
+        # 600 columns: scikit-learn's PCA picks its randomized solver for this modality
+        X = np.random.default_rng(0).normal(size=(60, 600))
+        first, second = (
+            ModalityPreprocessor(n_components=4, random_state=0).fit_transform(X)
+            for _ in range(2)
+        )
+        np.testing.assert_array_equal(first, second)
+        pca = (
+            ModalityPreprocessor(n_components=4, random_state=0)
+            .fit(X)
+            .transformer_.named_transformers_["features"]
+            .named_steps["pca"]
+        )
+        assert pca._fit_svd_solver == "randomized"
+        assert make_cox_baseline(random_state=3).get_params()["preprocess__random_state"] == 3
+
     def test_narrow_modality_is_only_standardised(self, breast_cancer):
         X, _ = breast_cancer
         prep = ModalityPreprocessor(n_components=5).fit(X)  # clinical has 5 columns
