@@ -47,6 +47,7 @@ _MODULE_PARAMS = (
     "pooling",
     "bidirectional",
     "risk_bound",
+    "linear_term",
     "mamba_backend",
 )
 
@@ -236,9 +237,12 @@ class M4SurvivalEstimator(
 
     .. math::
 
-        \eta(x) = b \tanh(z(x) / b),
+        \eta(x) = b \tanh\bigl((z(x) + \beta^\top x) / b\bigr),
 
-    bounded by ``b = risk_bound``, trained with the Cox partial likelihood [1]_.
+    bounded by ``b = risk_bound``, trained with the Cox partial likelihood [1]_,
+    where :math:`z(x)` is the head's output and :math:`\beta^\top x` a linear
+    term in the modalities' columns (``linear_term``; a missing modality adds
+    nothing to it).
     After training, Breslow's estimator of the baseline hazard turns risks into
     survival functions. A modality whose columns are all NaN in a row is missing
     for that patient: its token is replaced by a learned mask token.
@@ -277,6 +281,11 @@ class M4SurvivalEstimator(
         Whether the Mamba adapter also reads the tokens backwards.
     risk_bound : float or None, default=3.0
         Bound of the log-hazard; ``None`` leaves it unbounded.
+    linear_term : bool, default=True
+        Add a linear function of the modalities' columns to the log-hazard
+        before the bound, a Cox-model term beside the network
+        (:class:`~sksurvfusion.nn.ModalityLinear`); ``False`` gives the
+        published network.
     ties : {"efron", "breslow"}, default="efron"
         Handling of tied event times in the partial likelihood.
     lr : float, default=3e-4
@@ -389,6 +398,7 @@ class M4SurvivalEstimator(
         "pooling": [StrOptions({"mean", "last"})],
         "bidirectional": ["boolean"],
         "risk_bound": [Interval(Real, 0, None, closed="neither"), None],
+        "linear_term": ["boolean"],
         "ties": [StrOptions({"efron", "breslow"})],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -422,6 +432,7 @@ class M4SurvivalEstimator(
         pooling="mean",
         bidirectional=False,
         risk_bound=3.0,
+        linear_term=True,
         ties="efron",
         lr=3e-4,
         weight_decay=0.1,
@@ -451,6 +462,7 @@ class M4SurvivalEstimator(
         self.pooling = pooling
         self.bidirectional = bidirectional
         self.risk_bound = risk_bound
+        self.linear_term = linear_term
         self.ties = ties
         self.lr = lr
         self.weight_decay = weight_decay
@@ -791,7 +803,8 @@ class M4SurvivalEstimator(
         header = json.loads(payload["header"])
         if header.get("format") != _FORMAT_VERSION:
             raise ValueError(f"unsupported model file format {header.get('format')!r}")
-        model = cls(**header["params"])
+        # files written before linear_term existed hold networks without it
+        model = cls(**{"linear_term": False, **header["params"]})
         modalities = {
             name: np.asarray(cols, dtype=np.intp) for name, cols in header["modalities"].items()
         }

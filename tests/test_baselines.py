@@ -181,8 +181,7 @@ class TestModalityPreprocessor:
         # 600 columns: scikit-learn's PCA picks its randomized solver for this modality
         X = np.random.default_rng(0).normal(size=(60, 600))
         first, second = (
-            ModalityPreprocessor(n_components=4, random_state=0).fit_transform(X)
-            for _ in range(2)
+            ModalityPreprocessor(n_components=4, random_state=0).fit_transform(X) for _ in range(2)
         )
         np.testing.assert_array_equal(first, second)
         pca = (

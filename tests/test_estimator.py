@@ -1,4 +1,5 @@
 import copy
+import json
 import pickle
 
 import joblib
@@ -228,6 +229,20 @@ class TestReproducibleAndSafe:
         np.testing.assert_array_equal(restored.risk_cutpoints_, fitted.risk_cutpoints_)
         assert restored.get_params() == fitted.get_params()
 
+    def test_load_file_from_before_linear_term(self, data, tmp_path):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | {"linear_term": False}).fit(X, y)
+        path = tmp_path / "model.pt"
+        model.save(path)
+        # rewrite the file as versions without the parameter wrote it
+        payload = torch.load(path, weights_only=True)
+        header = json.loads(payload["header"])
+        del header["params"]["linear_term"]
+        torch.save(payload | {"header": json.dumps(header)}, path)
+        restored = M4SurvivalEstimator.load(path)
+        assert restored.linear_term is False
+        np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+
 
 class TestMissingModalities:
     def test_train_with_missing_pathology_predict_with_any_subset(self):
@@ -340,6 +355,16 @@ class TestBadInput:
 
 
 class TestTrainingOptions:
+    def test_linear_term(self, data):
+        X, y = data
+        with_term = M4SurvivalEstimator(**TINY).fit(X, y)
+        coefficients = with_term.net_.module_.linear.weight.detach()
+        assert coefficients.shape == (X.shape[1],)
+        assert coefficients.abs().min() > 0  # trained away from its zero start
+        without = M4SurvivalEstimator(**TINY | {"linear_term": False}).fit(X, y)
+        assert without.net_.module_.linear is None
+        assert not np.allclose(with_term.predict(X), without.predict(X))
+
     def test_early_stopping_monitors_validation_c_index(self, data):
         X, y = data
         model = M4SurvivalEstimator(

@@ -19,6 +19,7 @@ from sksurvfusion.nn import (
     MambaAdapter,
     MLPAdapter,
     ModalityEncoder,
+    ModalityLinear,
     ModalityTokenizer,
     TransformerAdapter,
     causal_conv1d_silu,
@@ -527,8 +528,17 @@ class TestFusionSurvivalNet:
     @pytest.mark.parametrize("adapter", ADAPTERS)
     @pytest.mark.parametrize("pooling", POOLINGS)
     @pytest.mark.parametrize("fill", [float("nan"), 1e30, -1e30])
-    def test_masked_modalities_cannot_change_output(self, adapter, pooling, fill):
-        net = small_net(adapter, pooling=pooling, encoder_groups=[[0, 2]], dropout=0.1)
+    @pytest.mark.parametrize("linear_term", [False, True])
+    def test_masked_modalities_cannot_change_output(self, adapter, pooling, fill, linear_term):
+        net = small_net(
+            adapter,
+            pooling=pooling,
+            encoder_groups=[[0, 2]],
+            dropout=0.1,
+            linear_term=linear_term,
+        )
+        if linear_term:  # away from zero, where a finite fill would vanish
+            randomise(net.linear)
         x, mask = torch.randn(16, N_FEATURES), random_mask(16)
         changed = x.clone()
         for i, cols in enumerate(COLUMNS):
@@ -562,6 +572,52 @@ class TestFusionSurvivalNet:
         assert net(x, mask).abs().max() <= 0.5
         net.risk_bound = None
         torch.testing.assert_close(net(x, mask), net.head(net.embed(x, mask)).squeeze(-1))
+
+    def test_linear_term_adds_coefficients_of_present_modalities(self):
+        plain = small_net(risk_bound=2.0).eval()
+        torch.manual_seed(0)
+        net = small_net(risk_bound=2.0, linear_term=True).eval()
+        x, mask = torch.randn(16, N_FEATURES), random_mask(16)
+        # zero coefficients at the start: the network without the term, weight for weight
+        torch.testing.assert_close(net(x, mask), plain(x, mask))
+        beta = torch.randn(N_FEATURES)
+        with torch.no_grad():
+            net.linear.weight.copy_(beta)
+        present = torch.repeat_interleave(mask, torch.tensor(WIDTHS), dim=1)
+        by_hand = 10.0 * (torch.where(present, x, 0.0) * beta).sum(1)
+        z = plain.head(plain.embed(x, mask)).squeeze(-1)
+        torch.testing.assert_close(net(x, mask), 2.0 * torch.tanh((z + by_hand) / 2.0))
+        assert [name for name, _ in net.named_parameters()][-1] == "linear.weight"
+
+    def test_linear_term_follows_modality_dropout(self):
+        net = small_net(modality_dropout=0.5, dropout=0.0, linear_term=True, risk_bound=None)
+        with torch.no_grad():
+            net.head.weight.zero_()
+            net.head.bias.zero_()
+            net.linear.weight.copy_(torch.randn(N_FEATURES))
+        x, mask = torch.randn(32, N_FEATURES), torch.ones(32, N_MODALITIES, dtype=torch.bool)
+        torch.manual_seed(1)
+        risk = net.train()(x, mask)
+        torch.manual_seed(1)
+        _, kept = net.tokenizer(x, mask)  # the same draws of the dropout
+        assert not kept.all()
+        torch.testing.assert_close(risk, net.linear(x, kept))
+
+    def test_modality_linear_reads_gathered_columns(self):
+        # columns out of order: read by an index gather instead of a slice
+        columns = [[4, 0], [2]]
+        linear = ModalityLinear(columns, gain=2.0)
+        assert linear._block is None
+        with torch.no_grad():
+            linear.weight.copy_(torch.tensor([1.0, -1.0, 3.0]))
+        x = torch.arange(15.0).reshape(3, 5)
+        mask = torch.tensor([[True, True], [True, False], [False, True]])
+        expected = 2.0 * torch.stack(
+            [x[0, 4] - x[0, 0] + 3 * x[0, 2], x[1, 4] - x[1, 0], 3 * x[2, 2]]
+        )
+        torch.testing.assert_close(linear(x, mask), expected)
+        with pytest.raises(ValueError, match="gain"):
+            ModalityLinear(columns, gain=0.0)
 
     def test_all_modalities_missing_stays_finite(self):
         for adapter in ADAPTERS:

@@ -11,7 +11,7 @@ from sksurvfusion.nn.adapters import (
     TransformerAdapter,
     pool_tokens,
 )
-from sksurvfusion.nn.encoders import ModalityEncoder, ModalityTokenizer
+from sksurvfusion.nn.encoders import ModalityEncoder, ModalityLinear, ModalityTokenizer
 from sksurvfusion.nn.mamba import Mamba, mamba_ssm_available
 from sksurvfusion.nn.network import FusionSurvivalNet
 from sksurvfusion.nn.scan import causal_conv1d_silu, selective_scan
@@ -23,6 +23,7 @@ __all__ = [
     "MambaAdapter",
     "MambaBlock",
     "ModalityEncoder",
+    "ModalityLinear",
     "ModalityTokenizer",
     "TransformerAdapter",
     "causal_conv1d_silu",

@@ -8,9 +8,13 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
-from sksurvfusion.nn._validation import check_fraction, check_positive_int
+from sksurvfusion.nn._validation import (
+    check_fraction,
+    check_positive_int,
+    check_positive_real,
+)
 
-__all__ = ["ModalityEncoder", "ModalityTokenizer"]
+__all__ = ["ModalityEncoder", "ModalityLinear", "ModalityTokenizer"]
 
 
 def _as_column_table(columns: Sequence[Sequence[int]]) -> list[list[int]]:
@@ -26,6 +30,20 @@ def _as_column_table(columns: Sequence[Sequence[int]]) -> list[list[int]]:
     if not table:
         raise ValueError("modality_columns must name at least one modality.")
     return table
+
+
+def _contiguous_block(columns: Sequence[int]) -> slice | None:
+    """``columns`` as a slice when they are consecutive, else None.
+
+    A slice of ``x`` is a view; an index gather of a few thousand columns costs several
+    times more.
+    """
+    start = columns[0]
+    return (
+        slice(start, start + len(columns))
+        if list(columns) == list(range(start, start + len(columns)))
+        else None
+    )
 
 
 class ModalityEncoder(nn.Module):
@@ -75,13 +93,7 @@ class ModalityEncoder(nn.Module):
         hidden = check_positive_int("encoder_hidden", hidden)
         self.in_features = widths[0]
         self.register_buffer("columns", torch.tensor(table, dtype=torch.long))
-        # Modalities that lie side by side in x are read as a view of one slice: an index
-        # gather of a few thousand columns costs several times more.
-        start, size = table[0][0], len(table) * self.in_features
-        flat = [c for cols in table for c in cols]
-        self._block = (
-            slice(start, start + size) if flat == list(range(start, start + size)) else None
-        )
+        self._block = _contiguous_block([c for cols in table for c in cols])
         self.mlp = nn.Sequential(
             nn.Linear(self.in_features, hidden),
             nn.GELU(),
@@ -112,6 +124,74 @@ class ModalityEncoder(nn.Module):
         if present is not None:
             values = torch.where(present.unsqueeze(-1), values, 0.0)
         return self.mlp(values)
+
+
+class ModalityLinear(nn.Module):
+    r"""Linear function of the modalities' columns, a missing modality adding nothing.
+
+    For a patient with modalities :math:`x_i` present where :math:`m_i = 1`, it gives
+
+    .. math::
+
+        g \sum_i m_i \, \beta_i^\top x_i,
+
+    a Cox-model term beside the fusion network (as in wide-and-deep models): the network
+    need not spend its capacity on the part of the hazard that is linear in the inputs.
+    The coefficients :math:`\beta` start at zero and the fixed gain :math:`g` scales their
+    learning rate: Adam moves every parameter by about ``lr`` per step, which would let a
+    coefficient reach only about 0.1 in 30 epochs of 11 steps at ``lr=3e-4``, while a
+    ridge Cox model on standardised inputs fits coefficients of several tenths. A missing
+    modality contributes zero, its standardised mean.
+
+    Parameters
+    ----------
+    modality_columns : sequence of sequences of int
+        Column positions in ``x`` of each modality, in token order.
+    gain : float, default=10.0
+        The factor :math:`g`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.nn import ModalityLinear
+    >>> linear = ModalityLinear([[0, 1], [2]])
+    >>> x = torch.tensor([[1.0, 2.0, float("nan")]])
+    >>> linear(x, torch.tensor([[True, False]])).shape
+    torch.Size([1])
+    """
+
+    def __init__(self, modality_columns: Sequence[Sequence[int]], *, gain: float = 10.0) -> None:
+        super().__init__()
+        table = _as_column_table(modality_columns)
+        self.gain = check_positive_real("gain", gain)
+        flat = [c for cols in table for c in cols]
+        owner = [i for i, cols in enumerate(table) for _ in cols]
+        self.register_buffer("columns", torch.tensor(flat, dtype=torch.long))
+        self.register_buffer("owner", torch.tensor(owner, dtype=torch.long))
+        self._block = _contiguous_block(flat)
+        self.weight = nn.Parameter(torch.zeros(len(flat)))
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.weight.numel()}, gain={self.gain}"
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        """The linear term of each row.
+
+        Parameters
+        ----------
+        x : Tensor of shape (batch, n_features)
+            May hold anything (NaN included) in the columns of missing modalities.
+        mask : bool Tensor of shape (batch, n_modalities)
+            True where the modality is present.
+
+        Returns
+        -------
+        Tensor of shape (batch,)
+        """
+        values = x[:, self._block] if self._block is not None else x[:, self.columns]
+        # zeroed before the product, so NaN of a missing modality reaches no gradient
+        values = torch.where(mask[:, self.owner], values, 0.0)
+        return self.gain * (values @ self.weight)
 
 
 class ModalityTokenizer(nn.Module):

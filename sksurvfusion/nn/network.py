@@ -14,7 +14,7 @@ from sksurvfusion.nn._validation import (
     check_positive_real,
 )
 from sksurvfusion.nn.adapters import POOLINGS, MambaAdapter, MLPAdapter, TransformerAdapter
-from sksurvfusion.nn.encoders import ModalityTokenizer
+from sksurvfusion.nn.encoders import ModalityLinear, ModalityTokenizer
 from sksurvfusion.nn.mamba import MAMBA_BACKENDS
 
 __all__ = ["ADAPTERS", "FusionSurvivalNet"]
@@ -31,9 +31,11 @@ class FusionSurvivalNet(nn.Module):
 
     .. math::
 
-        \eta = b \tanh\!\left(\frac{w^\top r + c}{b}\right),
+        \eta = b \tanh\!\left(\frac{w^\top r + c + \ell(x)}{b}\right),
 
-    bounded in :math:`(-b, b)` by ``risk_bound`` :math:`b` (unbounded when ``None``).
+    bounded in :math:`(-b, b)` by ``risk_bound`` :math:`b` (unbounded when ``None``),
+    where :math:`\ell(x)` is the linear term of :class:`ModalityLinear` with
+    ``linear_term=True`` and 0 otherwise.
 
     Parameters
     ----------
@@ -65,6 +67,9 @@ class FusionSurvivalNet(nn.Module):
         Mamba adapter only: also read the tokens backwards.
     risk_bound : float or None, default=3.0
         Bound :math:`b` of the risk; ``None`` for a plain linear head.
+    linear_term : bool, default=False
+        Add a linear function of the modalities' columns to the log-hazard
+        (:class:`ModalityLinear`).
     mamba_backend : {"auto", "torch", "mamba_ssm"}, default="auto"
         See :class:`Mamba`.
 
@@ -97,6 +102,7 @@ class FusionSurvivalNet(nn.Module):
         pooling: str = "mean",
         bidirectional: bool = False,
         risk_bound: float | None = 3.0,
+        linear_term: bool = False,
         mamba_backend: str = "auto",
     ) -> None:
         super().__init__()
@@ -143,6 +149,7 @@ class FusionSurvivalNet(nn.Module):
         else:
             self.adapter = MLPAdapter(d_model, self.n_modalities, dropout=dropout)
         self.head = nn.Linear(d_model, 1)
+        self.linear = ModalityLinear(modality_columns) if linear_term else None
 
     def _check_inputs(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         if x.ndim != 2 or mask.ndim != 2 or mask.shape != (x.shape[0], self.n_modalities):
@@ -166,9 +173,12 @@ class FusionSurvivalNet(nn.Module):
         -------
         Tensor of shape (batch, d_model)
         """
+        return self._embed_and_mask(x, mask)[0]
+
+    def _embed_and_mask(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x, mask = self._check_inputs(x, mask)
         tokens, mask = self.tokenizer(x, mask)
-        return self.adapter(tokens, mask)
+        return self.adapter(tokens, mask), x, mask
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         """Risk score (log-hazard), higher meaning shorter survival.
@@ -184,7 +194,11 @@ class FusionSurvivalNet(nn.Module):
         -------
         Tensor of shape (batch,)
         """
-        risk = self.head(self.embed(x, mask)).squeeze(-1)
+        fused, x, mask = self._embed_and_mask(x, mask)
+        risk = self.head(fused).squeeze(-1)
+        if self.linear is not None:
+            # after modality dropout: a dropped modality leaves both paths
+            risk = risk + self.linear(x, mask)
         if self.risk_bound is None:
             return risk
         return self.risk_bound * torch.tanh(risk / self.risk_bound)
