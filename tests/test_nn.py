@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import sksurvfusion
+import sksurvfusion.nn.encoders as encoders_module
 import sksurvfusion.nn.scan as scan_module
 from sksurvfusion.losses import cox_partial_likelihood
 from sksurvfusion.nn import (
@@ -588,6 +589,28 @@ class TestFusionSurvivalNet:
         z = plain.head(plain.embed(x, mask)).squeeze(-1)
         torch.testing.assert_close(net(x, mask), 2.0 * torch.tanh((z + by_hand) / 2.0))
         assert [name for name, _ in net.named_parameters()][-1] == "linear.weight"
+
+    @pytest.mark.parametrize("adapter", ADAPTERS)
+    def test_batch_without_missing_modalities_skips_masking_exactly(self, adapter, monkeypatch):
+        net = small_net(adapter, encoder_groups=[[0, 2]], linear_term=True)
+        randomise(net)
+        x, mask = torch.randn(8, N_FEATURES), torch.ones(8, N_MODALITIES, dtype=torch.bool)
+        net.train()
+        torch.manual_seed(2)
+        dense = net(x, mask)
+        dense.sum().backward()
+        dense_grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+        net.zero_grad()
+        monkeypatch.setattr(encoders_module, "_all_present", lambda mask: False)
+        torch.manual_seed(2)
+        masked = net(x, mask)
+        masked.sum().backward()
+        torch.testing.assert_close(dense, masked)
+        for name, param in net.named_parameters():
+            if name == "tokenizer.mask_token":
+                assert not param.grad.any()  # used by no row
+            else:
+                torch.testing.assert_close(dense_grads[name], param.grad, msg=name)
 
     def test_linear_term_follows_modality_dropout(self):
         net = small_net(modality_dropout=0.5, dropout=0.0, linear_term=True, risk_bound=None)
