@@ -338,6 +338,18 @@ class M4SurvivalEstimator(
     modalities). On those cohorts whitened components raised the mean C-index
     from 0.695 to 0.700.
 
+    The linear term (``linear_term=True``) was added on evidence from the same
+    benchmark and from :func:`~sksurvfusion.datasets.load_breast_cancer`: on
+    GBMLGG, whose hazard is mostly linear in histology, age and a few
+    components, the network without it stayed 0.008 or more below the ridge Cox
+    at every setting of the sweeps, and the term raised its C-index by 0.006 to
+    0.008 (in 4 of 5 folds); on breast cancer (3 x 5-fold) it raised it from
+    0.658 to 0.678.
+    The four-cohort mean stayed level (0.700 without, 0.698 with; LUAD fell
+    by 0.011 to 0.013, within one standard error of its folds). A learning-rate
+    gain of 10 for its coefficients scored 0.866 on GBMLGG, against 0.861
+    without the gain and 0.867 with 30.
+
     Attributes
     ----------
     modalities_ : dict of str to ndarray of int
