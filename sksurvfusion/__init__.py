@@ -3,7 +3,8 @@
 One scikit-learn estimator, :class:`M4SurvivalEstimator`, encodes each
 modality (a group of columns, typically a foundation-model embedding) into a
 token, fuses the tokens with a Mamba, Transformer or MLP adapter and trains a
-bounded risk head with the Cox partial likelihood.
+bounded risk head, with a linear Cox term beside it, on the Cox partial
+likelihood.
 """
 
 __version__ = "0.1.0.dev0"
