@@ -12,12 +12,14 @@ cohort median). The same per-modality preprocessing
 (:class:`~sksurvfusion.baselines.ModalityPreprocessor`: standardise, whitened
 PCA for wide modalities, its randomized solver seeded), fitted on each training
 fold, feeds the ridge Cox baseline and the fusion estimator. The network is
-fitted with ``--seeds`` seeds (3 by default) and its C-index averaged per fold.
+fitted with ``--seeds`` seeds (3 by default) and its C-index averaged per fold;
+``--set NAME=VALUE ...`` changes its parameters (``--set linear_term=false``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -85,7 +87,7 @@ def models(args):
             ModalityPreprocessor(n_components=args.n_components, random_state=0).set_output(
                 transform="pandas"
             ),
-            M4SurvivalEstimator(random_state=seed, device="cpu"),
+            M4SurvivalEstimator(random_state=seed, device="cpu").set_params(**args.set),
         )
 
     return {
@@ -98,6 +100,16 @@ def models(args):
     }
 
 
+def _parse_setting(item: str) -> tuple[str, object]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set takes NAME=VALUE, got {item!r}")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value  # a bare string, e.g. adapter=mlp
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data/tcga"))
@@ -105,9 +117,17 @@ def main() -> int:
     parser.add_argument("--n-components", type=int, default=8)
     parser.add_argument("--models", nargs="+", default=["ridge Cox", "M4SurvivalEstimator"])
     parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="NAME=JSON",
+        help="estimator parameters other than the defaults, e.g. linear_term=false d_state=8",
+    )
+    parser.add_argument(
         "--seeds", type=int, default=3, help="seeds of the network, averaged per fold"
     )
     args = parser.parse_args()
+    args.set = dict(_parse_setting(item) for item in args.set)
     if not (args.data / "splits").is_dir():
         print(f"TCGA data not found at {args.data}; nothing to do.")
         return 0
@@ -115,6 +135,8 @@ def main() -> int:
     # small matrices: threads only contend (and spin when several runs share the cores)
     threadpool_limits(limits=1, user_api="blas")
     torch.set_num_threads(1)
+    if args.set:
+        print(f"M4SurvivalEstimator with {args.set}")
     results = []
     for cohort in args.cohorts:
         X, y = load_cohort(args.data, cohort)
