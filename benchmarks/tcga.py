@@ -121,13 +121,16 @@ def main() -> int:
         nargs="+",
         default=[],
         metavar="NAME=JSON",
-        help="estimator parameters other than the defaults, e.g. linear_term=false d_state=8",
+        help="estimator parameters other than the defaults, as JSON values: "
+        "linear_term=false risk_bound=null d_state=8 (a bare word is a string)",
     )
     parser.add_argument(
         "--seeds", type=int, default=3, help="seeds of the network, averaged per fold"
     )
     args = parser.parse_args()
     args.set = dict(_parse_setting(item) for item in args.set)
+    # fail now on an unknown name or a bad value, not after the data have loaded
+    M4SurvivalEstimator().set_params(**args.set)._validate_params()
     if not (args.data / "splits").is_dir():
         print(f"TCGA data not found at {args.data}; nothing to do.")
         return 0

@@ -238,10 +238,14 @@ class TestReproducibleAndSafe:
         payload = torch.load(path, weights_only=True)
         header = json.loads(payload["header"])
         del header["params"]["linear_term"]
+        header["format"] = 1
         torch.save(payload | {"header": json.dumps(header)}, path)
         restored = M4SurvivalEstimator.load(path)
         assert restored.linear_term is False
         np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+        torch.save(payload | {"header": json.dumps(header | {"format": 99})}, path)
+        with pytest.raises(ValueError, match="unsupported model file format 99"):
+            M4SurvivalEstimator.load(path)
 
 
 class TestMissingModalities:
@@ -355,6 +359,14 @@ class TestBadInput:
 
 
 class TestTrainingOptions:
+    def test_linear_term_keeps_wide_inputs_off_the_bound(self):
+        # thousands of standardised embedding columns, as in the paper: a gain that did
+        # not shrink with the width drove most training risks into the bound in an epoch
+        X, y = make_multimodal_survival(170, random_state=0)
+        X = StandardScaler().set_output(transform="pandas").fit_transform(X)
+        model = M4SurvivalEstimator(max_epochs=2, random_state=0).fit(X, y)
+        assert np.mean(np.abs(model.predict(X)) > 0.95 * model.risk_bound) < 0.05
+
     def test_linear_term(self, data):
         X, y = data
         with_term = M4SurvivalEstimator(**TINY).fit(X, y)

@@ -626,6 +626,11 @@ class TestFusionSurvivalNet:
         assert not kept.all()
         torch.testing.assert_close(risk, net.linear(x, kept))
 
+    def test_modality_linear_gain_shrinks_with_width(self):
+        assert ModalityLinear([list(range(20)), [20, 21]]).gain == 10.0
+        assert ModalityLinear([list(range(32))]).gain == 10.0
+        assert ModalityLinear([list(range(64)), list(range(64, 128))]).gain == 2.5
+
     def test_modality_linear_reads_gathered_columns(self):
         # columns out of order: read by an index gather instead of a slice
         columns = [[4, 0], [2]]

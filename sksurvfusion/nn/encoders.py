@@ -16,6 +16,11 @@ from sksurvfusion.nn._validation import (
 
 __all__ = ["ModalityEncoder", "ModalityLinear", "ModalityTokenizer"]
 
+# Gain of the linear term for up to _LINEAR_GAIN_WIDTH columns; wider inputs scale it down
+# in proportion (see ModalityLinear).
+_LINEAR_GAIN = 10.0
+_LINEAR_GAIN_WIDTH = 32
+
 
 def _as_column_table(columns: Sequence[Sequence[int]]) -> list[list[int]]:
     table = []
@@ -150,15 +155,20 @@ class ModalityLinear(nn.Module):
     The coefficients :math:`\beta` start at zero and the fixed gain :math:`g` scales their
     learning rate: Adam moves every parameter by about ``lr`` per step, which would let a
     coefficient reach only about 0.1 in 30 epochs of 11 steps at ``lr=3e-4``, while a
-    ridge Cox model on standardised inputs fits coefficients of several tenths. A missing
-    modality contributes zero, its standardised mean.
+    ridge Cox model on standardised inputs fits coefficients of several tenths. As Adam
+    moves all coefficients at that rate, a step moves the term by an amount that grows
+    with the number of columns :math:`p`, so the default gain is
+    :math:`10 \min(1, 32 / p)`: 10 up to the 32 columns it was chosen on, and on
+    thousands of embedding columns small enough that the risks do not run into their
+    bound. A missing modality contributes zero, its standardised mean.
 
     Parameters
     ----------
     modality_columns : sequence of sequences of int
         Column positions in ``x`` of each modality, in token order.
-    gain : float, default=10.0
-        The factor :math:`g`.
+    gain : float, optional
+        The factor :math:`g`; by default :math:`10 \min(1, 32 / p)` for :math:`p`
+        columns.
 
     Examples
     --------
@@ -170,11 +180,15 @@ class ModalityLinear(nn.Module):
     torch.Size([1])
     """
 
-    def __init__(self, modality_columns: Sequence[Sequence[int]], *, gain: float = 10.0) -> None:
+    def __init__(
+        self, modality_columns: Sequence[Sequence[int]], *, gain: float | None = None
+    ) -> None:
         super().__init__()
         table = _as_column_table(modality_columns)
-        self.gain = check_positive_real("gain", gain)
         flat = [c for cols in table for c in cols]
+        if gain is None:
+            gain = _LINEAR_GAIN * min(1.0, _LINEAR_GAIN_WIDTH / len(flat))
+        self.gain = check_positive_real("gain", gain)
         owner = [i for i, cols in enumerate(table) for _ in cols]
         self.register_buffer("columns", torch.tensor(flat, dtype=torch.long))
         self.register_buffer("owner", torch.tensor(owner, dtype=torch.long))
