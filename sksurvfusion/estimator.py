@@ -14,7 +14,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNet
-from skorch.callbacks import EarlyStopping, EpochScoring, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import Dataset
 from sksurv.base import SurvivalAnalysisMixin
 from sksurv.functions import StepFunction
@@ -30,9 +30,10 @@ from sksurvfusion.nn import FusionSurvivalNet
 
 __all__ = ["M4SurvivalEstimator"]
 
-# 2 added linear_term; format 1 files hold networks without the term
-_FORMAT_VERSION = 2
-_READABLE_FORMATS = (1, 2)
+# 2 added linear_term, 3 swa_fraction; files of format 1 hold networks without the
+# term, files of formats 1 and 2 networks trained without weight averaging
+_FORMAT_VERSION = 3
+_READABLE_FORMATS = (1, 2, 3)
 _INFERENCE_BATCH = 4096
 # module arguments that are estimator parameters of the same name
 _MODULE_PARAMS = (
@@ -203,6 +204,47 @@ class _FlatSurvivalNet(_SurvivalNet):
         super()._zero_grad_optimizer(set_to_none=False)
 
 
+class _WeightAveraging(Callback):
+    """Replace the trained weights by their average over the last epochs.
+
+    ``round(fraction * max_epochs)`` epochs, the last of those that the training call
+    runs, are averaged; fewer than two leave the last weights. The average is updated in
+    place at the end of each of those epochs and copied into the parameters when
+    training ends (in place, so that parameters that are views of a flat buffer stay
+    views). A fit stopped before the first averaged epoch keeps its last weights.
+    """
+
+    def __init__(self, fraction: float) -> None:
+        self.fraction = fraction
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        n_epochs = round(self.fraction * net.max_epochs)
+        # epochs are counted within this call: a partial_fit goes on with the history
+        first = len(net.history) + net.max_epochs - n_epochs + 1
+        self.first_epoch_ = first if n_epochs > 1 else None
+        self.average_, self.count_ = None, 0
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.first_epoch_ is None or len(net.history) < self.first_epoch_:
+            return
+        with torch.no_grad():
+            params = [p.detach() for p in net.module_.parameters()]
+            if self.average_ is None:
+                self.average_ = [p.clone() for p in params]
+            else:
+                weight = 1.0 / (self.count_ + 1)
+                for average, param in zip(self.average_, params, strict=True):
+                    average.lerp_(param, weight)
+        self.count_ += 1
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        if self.average_ is not None:
+            with torch.no_grad():
+                for param, average in zip(net.module_.parameters(), self.average_, strict=True):
+                    param.copy_(average)
+        self.average_ = None  # keeps the fitted net small
+
+
 class _EventStratifiedSplit:
     """skorch ``train_split``: hold out a fraction, stratified on the event indicator."""
 
@@ -264,7 +306,7 @@ class M4SurvivalEstimator(
         Fusion of the modality tokens.
     d_model : int, default=32
         Width of the tokens and of the fused representation.
-    n_layers : int, default=2
+    n_layers : int, default=1
         Mamba blocks or Transformer layers.
     d_state, d_conv, expand : int, default=16, 4, 2
         Mamba state size, convolution width and expansion factor.
@@ -299,6 +341,14 @@ class M4SurvivalEstimator(
         risk set).
     max_epochs : int, default=30
         Passes over the training data.
+    swa_fraction : float in [0, 1], default=0.33
+        Share of the epochs, the last ones, over which the network's weights
+        are averaged (stochastic weight averaging at the constant learning
+        rate [2]_): the final network is the mean of the weights at the end of
+        the last ``round(swa_fraction * max_epochs)`` epochs, 10 of the
+        default 30. ``0``, or a share of fewer than two epochs, keeps the last
+        weights. Not used with ``early_stopping``, which keeps the weights of
+        the best epoch.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the patients (stratified on the
         event indicator), monitor their C-index, stop after ``patience``
@@ -385,6 +435,9 @@ class M4SurvivalEstimator(
     ----------
     .. [1] Lee et al. (2025). M4Survive: Multi-modal Mamba-based survival
        prediction with foundation-model embeddings.
+    .. [2] P. Izmailov, D. Podoprikhin, T. Garipov, D. Vetrov and A. G. Wilson,
+       "Averaging weights leads to wider optima and better generalization",
+       UAI 2018.
 
     Examples
     --------
@@ -422,6 +475,7 @@ class M4SurvivalEstimator(
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "swa_fraction": [Interval(Real, 0, 1, closed="both")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "patience": [Interval(Integral, 1, None, closed="left")],
@@ -439,7 +493,7 @@ class M4SurvivalEstimator(
         encoder_groups=None,
         adapter="mamba",
         d_model=32,
-        n_layers=2,
+        n_layers=1,
         d_state=16,
         d_conv=4,
         expand=2,
@@ -456,6 +510,7 @@ class M4SurvivalEstimator(
         weight_decay=0.1,
         batch_size=16,
         max_epochs=30,
+        swa_fraction=0.33,
         early_stopping=False,
         validation_fraction=0.1,
         patience=5,
@@ -486,6 +541,7 @@ class M4SurvivalEstimator(
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.max_epochs = max_epochs
+        self.swa_fraction = swa_fraction
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -630,6 +686,8 @@ class M4SurvivalEstimator(
                     ),
                 ),
             ]
+        elif self.swa_fraction:
+            callbacks.append(("weight_averaging", _WeightAveraging(self.swa_fraction)))
         if self.verbose:
             callbacks.append(("progress_bar", ProgressBar()))
         callbacks += list(self.callbacks or [])
@@ -827,6 +885,8 @@ class M4SurvivalEstimator(
         params = header["params"]
         if header["format"] == 1:
             params = {"linear_term": False, **params}
+        if header["format"] < 3:
+            params = {"swa_fraction": 0.0, **params}
         model = cls(**params)
         modalities = {
             name: np.asarray(cols, dtype=np.intp) for name, cols in header["modalities"].items()

@@ -141,7 +141,8 @@ class TestFitPredict:
             encoder_hidden=256,
             dropout=0.1,
             weight_decay=0.01,
-            max_epochs=15,
+            # after 15 epochs one Mamba layer had not learned the interaction (C 0.58)
+            max_epochs=30,
             batch_size=32,
             lr=1e-3,
             random_state=0,
@@ -247,6 +248,18 @@ class TestReproducibleAndSafe:
         with pytest.raises(ValueError, match="unsupported model file format 99"):
             M4SurvivalEstimator.load(path)
 
+    def test_load_file_from_before_weight_averaging(self, fitted, data, tmp_path):
+        path = tmp_path / "model.pt"
+        fitted.save(path)
+        payload = torch.load(path, weights_only=True)
+        header = json.loads(payload["header"])
+        del header["params"]["swa_fraction"]
+        header["format"] = 2
+        torch.save(payload | {"header": json.dumps(header)}, path)
+        restored = M4SurvivalEstimator.load(path)
+        assert restored.swa_fraction == 0  # those versions trained without averaging
+        np.testing.assert_array_equal(restored.predict(data[0]), fitted.predict(data[0]))
+
 
 class TestMissingModalities:
     def test_train_with_missing_pathology_predict_with_any_subset(self):
@@ -328,6 +341,7 @@ class TestBadInput:
             ({"d_model": 0}, "'d_model' parameter"),
             ({"n_layers": -1}, "'n_layers' parameter"),
             ({"batch_size": 0}, "'batch_size' parameter"),
+            ({"swa_fraction": 1.5}, "'swa_fraction' parameter"),
             ({"dropout": 1.5}, "'dropout' parameter"),
             ({"risk_bound": 0.0}, "'risk_bound' parameter"),
             ({"ties": "exact"}, "'ties' parameter"),
@@ -404,6 +418,75 @@ class TestTrainingOptions:
 
         M4SurvivalEstimator(**TINY | {"callbacks": [Count()]}).fit(*data)
         assert Count.epochs == TINY["max_epochs"]
+
+
+class TestWeightAveraging:
+    """The final weights are the mean of the end-of-epoch weights of the last epochs."""
+
+    @staticmethod
+    def _record_epochs(monkeypatch):
+        from sksurvfusion import estimator
+
+        snapshots = []
+        original = estimator._WeightAveraging.on_epoch_end
+
+        def on_epoch_end(self, net, **kwargs):
+            snapshots.append([p.detach().clone() for p in net.module_.parameters()])
+            return original(self, net, **kwargs)
+
+        monkeypatch.setattr(estimator._WeightAveraging, "on_epoch_end", on_epoch_end)
+        return snapshots
+
+    # round(fraction * 5) epochs; fewer than two keep the last weights
+    @pytest.mark.parametrize(("swa_fraction", "averaged"), [(0.4, 2), (0.7, 4), (1.0, 5), (0.2, 1)])
+    def test_average_of_the_last_epochs(self, data, monkeypatch, swa_fraction, averaged):
+        snapshots = self._record_epochs(monkeypatch)
+        model = M4SurvivalEstimator(**TINY | {"max_epochs": 5, "swa_fraction": swa_fraction})
+        model.fit(*data)
+        assert len(snapshots) == 5
+        for k, param in enumerate(model.net_.module_.parameters()):
+            expected = torch.stack([epoch[k] for epoch in snapshots[-averaged:]]).mean(0)
+            torch.testing.assert_close(param.detach(), expected)
+        # the average is what predicts, and the Breslow baseline is fitted on it
+        X, y = data
+        np.testing.assert_allclose(
+            model.cum_baseline_hazard_.y,
+            BreslowEstimator().fit(model.predict(X), *fields(y)).cum_baseline_hazard_.y,
+        )
+
+    def test_zero_keeps_the_last_weights(self, data):
+        from skorch.callbacks import Callback
+
+        class Last(Callback):
+            def on_epoch_end(self, net, **kwargs):
+                self.weights = [p.detach().clone() for p in net.module_.parameters()]
+
+        last = Last()
+        model = M4SurvivalEstimator(**TINY | {"swa_fraction": 0.0, "callbacks": [last]}).fit(*data)
+        assert "weight_averaging" not in dict(model.net_.callbacks_)
+        for param, expected in zip(model.net_.module_.parameters(), last.weights, strict=True):
+            torch.testing.assert_close(param.detach(), expected, rtol=0, atol=0)
+
+    def test_user_callbacks_see_the_average(self, data, monkeypatch):
+        from skorch.callbacks import Callback
+
+        class AtEnd(Callback):
+            def on_train_end(self, net, **kwargs):
+                self.weights = [p.detach().clone() for p in net.module_.parameters()]
+
+        at_end = AtEnd()
+        model = M4SurvivalEstimator(**TINY | {"swa_fraction": 0.7, "callbacks": [at_end]})
+        snapshots = self._record_epochs(monkeypatch)
+        model.fit(*data)
+        for k, param in enumerate(at_end.weights):
+            expected = torch.stack([epoch[k] for epoch in snapshots[-2:]]).mean(0)
+            torch.testing.assert_close(param, expected)  # round(0.7 * 3) epochs
+
+    def test_not_with_early_stopping(self, data):
+        model = M4SurvivalEstimator(
+            **TINY | {"max_epochs": 4, "early_stopping": True, "validation_fraction": 0.25}
+        ).fit(*data)
+        assert "weight_averaging" not in dict(model.net_.callbacks_)
 
 
 class TestTrainingLoop:
