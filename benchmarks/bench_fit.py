@@ -19,8 +19,10 @@ process so that its peak resident memory is its own. Rows:
   epochs and learning rate.
 - scaling rows: one epoch at n = 10,000 and 100,000 with ``batch_size=256``.
 
-The last line gives the estimator's fit time over the demo network's: the
-machine's speed drifts from run to run, so only fits timed in one run compare.
+The last line times the estimator and the demo network again, their fits taken
+in turns in one process, and gives the ratio of the two: the machine's speed
+drifts by a factor of up to 1.5 within a run, so rows timed a minute apart
+compare only roughly.
 
 Each process first runs an untimed warm-up: the first torch optimizer built in a
 process imports ``torch._dynamo`` (about 2 s on a 2-core machine), a one-off
@@ -167,7 +169,22 @@ def _minimal(n_samples, batch_size, max_epochs, repeats):
     return _plain_torch_fit(MinimalNetwork, n_samples, batch_size, max_epochs, repeats)
 
 
+def _alternating(n_samples, batch_size, max_epochs, repeats):
+    """Fits of the estimator and of the demo network taken in turns, in one process, so
+    that a drift of the machine's speed reaches both alike."""
+    ours, demo = [], []
+    for _ in range(repeats):
+        ours += _ours(n_samples, batch_size, max_epochs, 1)[0]
+        demo += _published_demo(n_samples, batch_size, max_epochs, 1)[0]
+    return {"ours": ours, "demo": demo}
+
+
 def _worker(args) -> None:
+    if args.worker == "alternating":
+        timings = _alternating(args.n, args.batch_size, args.epochs, args.repeats)
+        print(json.dumps(timings))
+        return
+
     run = {
         "ours": _ours,
         "ours-mlp": _ours_mlp,
@@ -201,7 +218,9 @@ def _measure(worker, n, batch_size, epochs, repeats):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--worker", choices=["ours", "ours-mlp", "ours-2", "demo", "minimal"])
+    parser.add_argument(
+        "--worker", choices=["ours", "ours-mlp", "ours-2", "demo", "minimal", "alternating"]
+    )
     parser.add_argument("--n", type=int, default=170)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--epochs", type=int, default=30)
@@ -233,18 +252,19 @@ def main() -> None:
             ("M4SurvivalEstimator", "ours", 10_000, 256, 1, 1),
             ("M4SurvivalEstimator", "ours", 100_000, 256, 1, 1),
         ]
-    medians = {}
     for label, worker, n, batch_size, epochs, repeats in rows:
         result = _measure(worker, n, batch_size, epochs, repeats)
         median = statistics.median(result["timings"])
-        medians.setdefault(worker, median)
         print(
             f"{label:<28} {n:>7} {batch_size:>5} {epochs:>6} {median:>15.2f} "
             f"{median / epochs:>10.3f} {result['c_index']:>8.3f} {result['peak_mib']:>15.0f}"
         )
-    # the machine's speed drifts between runs: compare fits timed in the same run
+    # the machine's speed drifts within a run: the ratio comes from fits taken in turns
+    turns = _measure("alternating", 170, 16, 30, 3)
+    ours, demo = statistics.median(turns["ours"]), statistics.median(turns["demo"])
     print(
-        f"\nM4SurvivalEstimator / published demo network: {medians['ours'] / medians['demo']:.3f}"
+        f"\nfits taken in turns: M4SurvivalEstimator {ours:.2f} s, published demo network "
+        f"{demo:.2f} s (medians of 3); ratio {ours / demo:.3f}"
     )
 
 

@@ -406,6 +406,20 @@ class M4SurvivalEstimator(
     standardised embedding columns, where the scaled gain keeps them off it
     (held-out C 0.578 with the term, 0.574 without).
 
+    One Mamba layer (``n_layers=1``; the default was two) and weight
+    averaging (``swa_fraction=0.33``) were chosen on the same benchmark.
+    Without averaging, one layer scored 0.865, 0.654, 0.639 and 0.629 on
+    GBMLGG, BLCA, LUAD and UCEC against 0.864, 0.655, 0.640 and 0.633 with two
+    (means 0.697 and 0.698), in about 70% of the training time. Averaging the
+    last 10 of the 30 epochs raised one layer to 0.866, 0.655, 0.641 and 0.638
+    (mean 0.700; ridge Cox 0.698). Averaging the last 20 scored a mean of 0.701
+    there, but on synthetic data whose hazard needs a cross-modal interaction
+    it averaged in weights from before one layer had learned the interaction:
+    held-out C 0.66, against 0.71 for the last 10 and 0.71 without averaging.
+    On those data one layer learns the interaction more slowly than two (0.58
+    against 0.72 after 15 epochs, 0.71 for both after 30): set ``n_layers=2``
+    for short trainings.
+
     Attributes
     ----------
     modalities_ : dict of str to ndarray of int
