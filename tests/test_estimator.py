@@ -141,8 +141,7 @@ class TestFitPredict:
             encoder_hidden=256,
             dropout=0.1,
             weight_decay=0.01,
-            # after 15 epochs one Mamba layer had not learned the interaction (C 0.58)
-            max_epochs=30,
+            max_epochs=15,
             batch_size=32,
             lr=1e-3,
             random_state=0,
@@ -454,6 +453,19 @@ class TestWeightAveraging:
             BreslowEstimator().fit(model.predict(X), *fields(y)).cum_baseline_hazard_.y,
         )
 
+    @pytest.mark.parametrize("epochs", [None, 4, 8])
+    def test_partial_fit_averages_the_end_of_its_own_epochs(self, data, monkeypatch, epochs):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | {"max_epochs": 6, "swa_fraction": 0.5}).fit(X, y)
+        snapshots = self._record_epochs(monkeypatch)
+        inputs, target = TestTrainingLoop._batch(model, X, y)
+        model.net_.partial_fit(inputs, target, epochs=epochs)
+        run = 6 if epochs is None else epochs
+        assert len(snapshots) == run
+        for k, param in enumerate(model.net_.module_.parameters()):
+            last = snapshots[-round(0.5 * run) :]
+            torch.testing.assert_close(param.detach(), torch.stack([e[k] for e in last]).mean(0))
+
     def test_zero_keeps_the_last_weights(self, data):
         from skorch.callbacks import Callback
 
@@ -484,8 +496,16 @@ class TestWeightAveraging:
 
     def test_not_with_early_stopping(self, data):
         model = M4SurvivalEstimator(
-            **TINY | {"max_epochs": 4, "early_stopping": True, "validation_fraction": 0.25}
-        ).fit(*data)
+            **TINY
+            | {
+                "max_epochs": 4,
+                "early_stopping": True,
+                "validation_fraction": 0.25,
+                "swa_fraction": 0.5,
+            }
+        )
+        with pytest.warns(UserWarning, match="swa_fraction=0.5 is not used with early_stopping"):
+            model.fit(*data)
         assert "weight_averaging" not in dict(model.net_.callbacks_)
 
 
