@@ -21,6 +21,7 @@ from sksurv.base import SurvivalAnalysisMixin
 from sksurv.functions import StepFunction
 from sksurv.linear_model.coxph import BreslowEstimator
 from sksurv.metrics import concordance_index_censored
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from sksurvfusion import __version__
@@ -215,10 +216,10 @@ class _WeightAveraging(Callback):
 
     ``round(fraction * epochs)`` epochs are averaged, the last of the ``epochs`` that the
     training call runs (``max_epochs`` unless ``partial_fit`` is given ``epochs``); fewer
-    than two leave the last weights. The average is updated in place at the end of each
-    of those epochs and copied into the parameters when training ends (in place, so
-    that parameters that are views of a flat buffer stay views). A fit stopped before
-    the first averaged epoch keeps its last weights.
+    than two leave the last weights. Torch's ``AveragedModel`` keeps the running mean
+    from the end of each of those epochs; it is copied into the parameters when
+    training ends, in place, so that parameters that are views of a flat buffer stay
+    views. A fit stopped before the first averaged epoch keeps its last weights.
     """
 
     def __init__(self, fraction: float) -> None:
@@ -230,25 +231,20 @@ class _WeightAveraging(Callback):
         # epochs are counted within this call: a partial_fit goes on with the history
         first = len(net.history) + epochs - n_epochs + 1
         self.first_epoch_ = first if n_epochs > 1 else None
-        self.average_, self.count_ = None, 0
+        self.average_ = None
 
     def on_epoch_end(self, net, **kwargs):
         if self.first_epoch_ is None or len(net.history) < self.first_epoch_:
             return
-        with torch.no_grad():
-            params = [p.detach() for p in net.module_.parameters()]
-            if self.average_ is None:
-                self.average_ = [p.clone() for p in params]
-            else:
-                weight = 1.0 / (self.count_ + 1)
-                for average, param in zip(self.average_, params, strict=True):
-                    average.lerp_(param, weight)
-        self.count_ += 1
+        if self.average_ is None:
+            self.average_ = AveragedModel(net.module_)
+        self.average_.update_parameters(net.module_)
 
     def on_train_end(self, net, X=None, y=None, **kwargs):
         if self.average_ is not None:
             with torch.no_grad():
-                for param, average in zip(net.module_.parameters(), self.average_, strict=True):
+                averaged = self.average_.module.parameters()
+                for param, average in zip(net.module_.parameters(), averaged, strict=True):
                     param.copy_(average)
         self.average_ = None  # keeps the fitted net small
 

@@ -42,6 +42,23 @@ def fields(y):
     return y[event], y[time]
 
 
+# the parameter each model file format added
+ADDED_IN_FORMAT = {2: "linear_term", 3: "swa_fraction"}
+
+
+def _save_as_format(model, path, version):
+    """Save ``model`` as sksurvfusion wrote format ``version``: without the parameters
+    that later formats added."""
+    model.save(path)
+    payload = torch.load(path, weights_only=True)
+    header = json.loads(payload["header"])
+    for added_in, name in ADDED_IN_FORMAT.items():
+        if added_in > version:
+            del header["params"][name]
+    header["format"] = version
+    torch.save(payload | {"header": json.dumps(header)}, path)
+
+
 @pytest.fixture(scope="module")
 def data():
     X, y = make_multimodal_survival(160, modalities=WIDTHS, random_state=0)
@@ -229,35 +246,23 @@ class TestReproducibleAndSafe:
         np.testing.assert_array_equal(restored.risk_cutpoints_, fitted.risk_cutpoints_)
         assert restored.get_params() == fitted.get_params()
 
-    def test_load_file_from_before_linear_term(self, data, tmp_path):
+    @pytest.mark.parametrize("version", [1, 2])
+    def test_load_older_file_formats(self, data, tmp_path, version):
         X, y = data
-        model = M4SurvivalEstimator(**TINY | {"linear_term": False}).fit(X, y)
+        # format 1 files hold networks without the linear term
+        model = M4SurvivalEstimator(**TINY | {"linear_term": version > 1}).fit(X, y)
         path = tmp_path / "model.pt"
-        model.save(path)
-        # rewrite the file as versions without the parameter wrote it
-        payload = torch.load(path, weights_only=True)
-        header = json.loads(payload["header"])
-        del header["params"]["linear_term"]
-        header["format"] = 1
-        torch.save(payload | {"header": json.dumps(header)}, path)
+        _save_as_format(model, path, version)
         restored = M4SurvivalEstimator.load(path)
-        assert restored.linear_term is False
+        assert restored.linear_term is (version > 1)
+        assert restored.swa_fraction == 0  # those versions trained without averaging
         np.testing.assert_array_equal(restored.predict(X), model.predict(X))
-        torch.save(payload | {"header": json.dumps(header | {"format": 99})}, path)
+
+    def test_unknown_file_format(self, fitted, tmp_path):
+        path = tmp_path / "model.pt"
+        _save_as_format(fitted, path, 99)
         with pytest.raises(ValueError, match="unsupported model file format 99"):
             M4SurvivalEstimator.load(path)
-
-    def test_load_file_from_before_weight_averaging(self, fitted, data, tmp_path):
-        path = tmp_path / "model.pt"
-        fitted.save(path)
-        payload = torch.load(path, weights_only=True)
-        header = json.loads(payload["header"])
-        del header["params"]["swa_fraction"]
-        header["format"] = 2
-        torch.save(payload | {"header": json.dumps(header)}, path)
-        restored = M4SurvivalEstimator.load(path)
-        assert restored.swa_fraction == 0  # those versions trained without averaging
-        np.testing.assert_array_equal(restored.predict(data[0]), fitted.predict(data[0]))
 
 
 class TestMissingModalities:
