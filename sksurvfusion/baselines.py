@@ -73,7 +73,8 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         Columns in no modality are dropped.
     n_components : int, default=8
         Principal components kept per modality. A modality with at most that many
-        columns is only standardised. Capped at the number of training rows.
+        columns is only standardised. Capped at one fewer than the number of
+        training rows, the most components centred data can have.
     whiten : bool, default=True
         Scale the principal components to unit variance. Unscaled, the first
         components of a wide modality have standard deviations of tens and
@@ -162,7 +163,9 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
                 ("scale", StandardScaler()),
                 ("impute", SimpleImputer(strategy="constant", fill_value=0.0)),
             ]
-            n_components = min(self.n_components, X.shape[0])
+            # centred data of n rows have rank n - 1 at most: a further component has
+            # no variance, and whitening would blow it up
+            n_components = max(1, min(self.n_components, X.shape[0] - 1))
             if len(columns) > n_components:
                 steps.append(
                     (

@@ -98,6 +98,13 @@ def _read_table(path: Path, time_column: str, event_column: str):
     time_ = frame.pop(time_column).to_numpy(dtype=float)
     if not np.isin(event, [0, 1]).all():
         raise SystemExit(f"sksurvfusion: error: --event column {event_column!r} must be 0/1")
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    if text:
+        raise SystemExit(
+            f"sksurvfusion: error: column(s) {text[:8]} of {path.name} are not numeric; every "
+            "column but --time and --event is read as a feature: remove identifier and text "
+            "columns first"
+        )
     return frame.astype(float), Surv.from_arrays(event.astype(bool), time_)
 
 

@@ -593,7 +593,7 @@ class M4SurvivalEstimator(
         # leaves an earlier fit untouched.
         self._validate_params()
         probe = _FeatureProbe()
-        X = validate_data(probe, X, dtype=np.float32, ensure_all_finite=False)
+        X = validate_data(probe, X, dtype=np.float32, order="C", ensure_all_finite=False)
         event, time = check_survival_target(y, n_samples=X.shape[0])
         feature_names = getattr(probe, "feature_names_in_", None)
         modalities = resolve_modalities(self.modalities, feature_names, X.shape[1])
@@ -683,6 +683,16 @@ class M4SurvivalEstimator(
                 "events): too few to compute a validation C-index; raise validation_fraction "
                 "or turn early_stopping off"
             )
+        # the split is stratified on the event indicator: each kind present needs two
+        n_events = int(event.sum())
+        n_censored = event.shape[0] - n_events
+        if n_censored == 1 or n_events == 1:
+            kind = "censored sample" if n_censored == 1 else "event"
+            raise ValueError(
+                f"early_stopping stratifies its validation split on the event indicator, and "
+                f"the {event.shape[0]} samples hold a single {kind}: it cannot go to both "
+                "the training and the validation part; turn early_stopping off"
+            )
 
     def _resolve_device(self) -> str:
         if self.device == "auto":
@@ -758,7 +768,9 @@ class M4SurvivalEstimator(
     # ------------------------------------------------------------- predict
     def _check_input(self, X):
         check_is_fitted(self, "net_")
-        X = validate_data(self, X, dtype=np.float32, ensure_all_finite=False, reset=False)
+        X = validate_data(
+            self, X, dtype=np.float32, order="C", ensure_all_finite=False, reset=False
+        )
         return X, modality_mask(X, self.modalities_)
 
     def _device_for_inference(self) -> str:
@@ -863,9 +875,9 @@ class M4SurvivalEstimator(
         check_is_fitted(self, "net_")
         params = self.get_params()
         params["callbacks"] = None
-        params["random_state"] = (
-            params["random_state"] if isinstance(params["random_state"], Integral) else None
-        )
+        if not isinstance(params["random_state"], Integral):
+            params["random_state"] = None  # a RandomState instance
+        params = {name: _json_value(value, name) for name, value in params.items()}
         header = {
             "format": _FORMAT_VERSION,
             "sksurvfusion_version": __version__,
@@ -913,6 +925,7 @@ class M4SurvivalEstimator(
                 f"sksurvfusion reads formats {list(_READABLE_FORMATS)}"
             )
         params = header["params"]
+        params["modalities"] = _modalities_from_json(params.get("modalities"))
         if header["format"] == 1:
             params = {"linear_term": False, **params}
         if header["format"] < 3:
@@ -951,6 +964,42 @@ def _breslow_from_arrays(times: np.ndarray, cum_hazard: np.ndarray) -> BreslowEs
     baseline.cum_baseline_hazard_ = StepFunction(times, cum_hazard)
     baseline.baseline_survival_ = StepFunction(times, np.exp(-cum_hazard))
     return baseline
+
+
+# a slice in a modality spec, as JSON
+_SLICE = "slice"
+
+
+def _json_value(value, name: str):
+    """``value`` as JSON holds it: numpy scalars and arrays and pandas Index objects as
+    Python numbers and lists, a slice as ``{"slice": [start, stop, step]}``."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Integral, Real)):
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    if isinstance(value, slice):
+        return {_SLICE: [_json_value(v, name) for v in (value.start, value.stop, value.step)]}
+    if isinstance(value, dict):
+        return {str(k): _json_value(v, f"{name}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)) or hasattr(value, "tolist"):
+        return [_json_value(v, name) for v in value]
+    raise TypeError(
+        f"save() cannot store parameter {name}={value!r}: a {type(value).__name__} is not "
+        "a number, string, list, dict or slice"
+    )
+
+
+def _modalities_from_json(modalities):
+    if not isinstance(modalities, dict):
+        return modalities
+    return {
+        name: slice(*spec[_SLICE]) if isinstance(spec, dict) else spec
+        for name, spec in modalities.items()
+    }
 
 
 def _silent(*args, **kwargs) -> None:

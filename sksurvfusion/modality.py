@@ -221,12 +221,16 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
     def __init__(self, models: Mapping[str, str | None] | None = None) -> None:
         self.models = models
 
-    def fit(self, X, y=None):
+    @staticmethod
+    def _check_frame(X) -> None:
         if not hasattr(X, "columns"):
             raise TypeError(
                 "ModalitySelector needs a pandas DataFrame whose columns are named "
                 f"'<modality>__<model>__<k>', got {type(X).__name__}"
             )
+
+    def fit(self, X, y=None):
+        self._check_frame(X)
         validate_data(self, X, dtype=None, ensure_all_finite=False, skip_check_array=True)
         available: dict[str, list] = {}
         for column in X.columns:
@@ -269,6 +273,7 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
 
     def transform(self, X):
         check_is_fitted(self)
+        self._check_frame(X)
         validate_data(
             self, X, dtype=None, ensure_all_finite=False, skip_check_array=True, reset=False
         )

@@ -159,10 +159,16 @@ class TestMakeCoxBaseline:
 
 
 class TestModalityPreprocessor:
-    def test_components_capped_by_training_rows(self):
+    def test_components_capped_below_training_rows(self):
+        # centred data of 6 rows span 5 directions; a sixth whitened component would be
+        # noise scaled up by about 1e6
         X, _ = make_multimodal_survival(6, {"a": 20, "b": 2}, random_state=0)
-        Xt = ModalityPreprocessor(n_components=10).fit_transform(X)
-        assert Xt.shape == (6, 6 + 2)
+        X_new, _ = make_multimodal_survival(50, {"a": 20, "b": 2}, random_state=1)
+        prep = ModalityPreprocessor(n_components=10).fit(X)
+        assert prep.transform(X).shape == (6, 5 + 2)
+        pca = prep.transformer_.named_transformers_["a"].named_steps["pca"]
+        assert pca.explained_variance_ratio_.min() > 1e-3
+        assert np.abs(prep.transform(X_new)).max() < 100
 
     def test_plain_array_is_one_modality(self):
         X = np.random.default_rng(0).normal(size=(30, 12))

@@ -59,6 +59,13 @@ class TestAblate:
                 ]
             )
 
+    def test_text_column_is_named(self, embedding_table):
+        frame = pd.read_csv(embedding_table)
+        frame.insert(0, "patient_id", [f"P{i}" for i in range(len(frame))])
+        frame.to_csv(embedding_table, index=False)
+        with pytest.raises(SystemExit, match=r"column\(s\) \['patient_id'\] of cohort.csv"):
+            main(["ablate", "--data", str(embedding_table), "--time", "months", "--event", "dead"])
+
     def test_runs_on_a_user_table(self, embedding_table, tmp_path):
         out = tmp_path / "study"
         code = main(

@@ -174,6 +174,17 @@ class TestFitPredict:
         model = M4SurvivalEstimator(adapter=adapter, **TINY | {"batch_size": None}).fit(X, y)
         assert np.isfinite(model.predict(X)).all()
 
+    def test_reversed_views(self, fitted, data):
+        # a reversed float32 view has negative strides, which torch.from_numpy refuses
+        X, y = data
+        values = X.to_numpy()
+        np.testing.assert_array_equal(
+            fitted.predict(pd.DataFrame(values[::-1], columns=X.columns)),
+            fitted.predict(X)[::-1],
+        )
+        reversed_fit = M4SurvivalEstimator(**TINY).fit(X.iloc[::-1], y[::-1])
+        assert np.isfinite(reversed_fit.predict(X)).all()
+
     def test_plain_array_input_is_one_modality(self, data):
         X, y = data
         model = M4SurvivalEstimator(**TINY).fit(X.to_numpy(), y)
@@ -245,6 +256,34 @@ class TestReproducibleAndSafe:
         )
         np.testing.assert_array_equal(restored.risk_cutpoints_, fitted.risk_cutpoints_)
         assert restored.get_params() == fitted.get_params()
+
+    @pytest.mark.parametrize(
+        "params",
+        [
+            # numpy integers, as np.arange or scipy.stats.randint give them
+            {"random_state": np.int64(0), "d_model": np.int64(8)},
+            {"modalities": {"t": slice(0, 24), "pathology": slice(24, None)}},
+            {"modalities": {"t": np.arange(24), "pathology": pd.RangeIndex(24, 40)}},
+            {"modalities": {"t": "^t[12]__", "pathology": ["pathology__uni2h__0"]}},
+        ],
+        ids=["numpy-integers", "slices", "arrays", "regex-and-names"],
+    )
+    def test_save_parameters_of_every_accepted_kind(self, data, tmp_path, params):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | params).fit(X, y)
+        model.save(tmp_path / "model.pt")
+        restored = M4SurvivalEstimator.load(tmp_path / "model.pt")
+        np.testing.assert_array_equal(restored.predict(X), model.predict(X))
+        # the parameters mean the same: a refit gives the same model
+        refit = M4SurvivalEstimator(**restored.get_params()).fit(X, y)
+        np.testing.assert_array_equal(refit.predict(X), model.predict(X))
+        assert list(restored.modalities_) == list(model.modalities_)
+
+    def test_save_names_a_parameter_it_cannot_store(self, fitted, tmp_path):
+        model = pickle.loads(pickle.dumps(fitted))
+        model.set_params(modalities={"t": {1, 2}})
+        with pytest.raises(TypeError, match=r"parameter modalities\['t'\]=\{1, 2\}"):
+            model.save(tmp_path / "model.pt")
 
     @pytest.mark.parametrize("version", [1, 2])
     def test_load_older_file_formats(self, data, tmp_path, version):
@@ -360,6 +399,14 @@ class TestBadInput:
     def test_bad_parameters(self, data, params, match):
         with pytest.raises(ValueError, match=match):
             M4SurvivalEstimator(**TINY | params).fit(*data)
+
+    def test_early_stopping_with_a_single_censored_sample(self, data):
+        X, y = data
+        event = np.ones(len(y), dtype=bool)
+        event[0] = False
+        y_one = Surv.from_arrays(event, fields(y)[1])
+        with pytest.raises(ValueError, match="hold a single censored sample"):
+            M4SurvivalEstimator(**TINY | {"early_stopping": True}).fit(X, y_one)
 
     def test_wrong_column_count_at_predict(self, fitted, data):
         X, _ = data

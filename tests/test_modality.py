@@ -120,6 +120,9 @@ class TestModalitySelector:
     def test_needs_a_frame(self, frame):
         with pytest.raises(TypeError, match="pandas DataFrame"):
             ModalitySelector().fit(frame.to_numpy())
+        fitted = ModalitySelector().fit(frame)
+        with pytest.raises(TypeError, match=r"pandas DataFrame.*got ndarray"):
+            fitted.transform(frame.to_numpy())
 
     def test_composes_with_pandas_column_transformer_in_grid_search(self, frame):
         X = pd.DataFrame(np.random.default_rng(0).normal(size=(20, 6)), columns=frame.columns)
