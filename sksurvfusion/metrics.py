@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -13,7 +13,7 @@ from sksurv.exceptions import NoComparablePairException
 from sksurv.metrics import concordance_index_censored
 
 from sksurvfusion._survival import check_survival_target
-from sksurvfusion.modality import modality_mask, resolve_modalities
+from sksurvfusion.modality import resolve_modalities
 
 __all__ = ["ConcordanceIndexCI", "concordance_index_ci", "modality_importance"]
 
@@ -34,7 +34,8 @@ class ConcordanceIndexCI:
         Coverage the interval was computed for.
     bootstrap : ndarray
         C-index of every usable resample, in resampling order (resamples without
-        an event or a comparable pair are left out).
+        an event or a comparable pair are left out). Equality and hashing use the
+        other attributes only.
     """
 
     estimate: float
@@ -42,7 +43,8 @@ class ConcordanceIndexCI:
     high: float
     standard_error: float
     confidence_level: float
-    bootstrap: np.ndarray
+    # an array has no single truth value and no hash
+    bootstrap: np.ndarray = field(compare=False)
 
     def __str__(self) -> str:
         level = f"{100 * self.confidence_level:g}%"
@@ -277,7 +279,12 @@ def modality_importance(
         None if modalities is None else dict(modalities), names, n_features
     )
     _, values = _float_copy(X)
-    present = modality_mask(values, modalities)
+    # A row has a modality when any of its columns has a value: a grouping coarser than
+    # the estimator's (two contrasts as one) may be partly missing in a row, and
+    # masking sets all of it to NaN. The estimator checks its own modalities.
+    present = np.column_stack(
+        [~np.isnan(values[:, columns]).all(axis=1) for columns in modalities.values()]
+    )
     others_present = present.sum(axis=1)[:, None] - present > 0
 
     risks = {None: np.asarray(estimator.predict(X), dtype=np.float64).reshape(-1)}

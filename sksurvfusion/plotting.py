@@ -11,6 +11,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
 from sksurv.compare import compare_survival
 from sksurv.nonparametric import kaplan_meier_estimator
 
@@ -20,8 +21,10 @@ __all__ = ["plot_ablation", "plot_risk_groups", "plot_survival_curves"]
 
 _GROUP_LABELS = ("Low risk", "Intermediate risk", "High risk")
 _GROUP_COLORS = ("tab:green", "tab:orange", "tab:red")
-# Vertical room (in axes heights) per row of the number-at-risk table under the axes.
-_AT_RISK_ROW = 0.07
+# The number-at-risk table under the axes, in points below the axes' bottom edge: a
+# fixed distance, whatever the axes' height, so that a layout engine can make room for it.
+_AT_RISK_TOP = 40.0
+_AT_RISK_ROW = 13.0
 
 
 def _new_axes(figsize: tuple[float, float]) -> Axes:
@@ -127,28 +130,32 @@ def plot_risk_groups(
 
 def _add_at_risk_table(ax: Axes, ticks, group_times, shown) -> None:
     """Numbers at risk under the x tick labels: one row per group, one column per tick."""
-    # x in data coordinates (aligned with the ticks), y in axes coordinates (below them)
-    transform = ax.get_xaxis_transform()
-    top = -0.18
-    ax.text(0, top, "Number at risk", transform=ax.transAxes, ha="left", va="top", size="small")
+
+    def below(transform, points, left=0.0):
+        return offset_copy(transform, fig=ax.figure, x=-left, y=-points, units="points")
+
+    header = below(ax.transAxes, _AT_RISK_TOP)
+    ax.text(0, 0, "Number at risk", transform=header, ha="left", va="top", size="small")
     for row, (g, times) in enumerate(zip(shown, group_times, strict=True), start=1):
-        y_pos = top - row * _AT_RISK_ROW
+        points = _AT_RISK_TOP + row * _AT_RISK_ROW
         ax.text(
-            -0.02,
-            y_pos,
+            0,
+            0,
             _GROUP_LABELS[g].split()[0],
-            transform=ax.transAxes,
+            transform=below(ax.transAxes, points, left=12.0),
             ha="right",
             va="top",
             size="small",
             color=_GROUP_COLORS[g],
         )
+        # x in data coordinates, aligned with the ticks
+        counts = below(ax.get_xaxis_transform(), points)
         for tick in ticks:
             ax.text(
                 tick,
-                y_pos,
+                0,
                 str(int(np.sum(times >= tick))),
-                transform=transform,
+                transform=counts,
                 ha="center",
                 va="top",
                 size="small",

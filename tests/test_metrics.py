@@ -107,6 +107,15 @@ class TestConcordanceIndexCI:
         with pytest.raises(ValueError, match=match):
             concordance_index_ci(FirstColumnRisk(), X, y, **kwargs)
 
+    def test_equality_and_hash(self):
+        X, y = simulate(100, 0)
+        first = concordance_index_ci(FirstColumnRisk(), X, y, n_bootstrap=20, random_state=0)
+        again = concordance_index_ci(FirstColumnRisk(), X, y, n_bootstrap=20, random_state=0)
+        other = concordance_index_ci(FirstColumnRisk(), X, y, n_bootstrap=20, random_state=1)
+        assert first == again and hash(first) == hash(again)
+        assert first != other
+        assert len({first, again, other}) == 2
+
     def test_str(self):
         X, y = simulate(40, seed=0)
         text = str(concordance_index_ci(FirstColumnRisk(), X, y, n_bootstrap=20, random_state=0))
@@ -194,6 +203,25 @@ class TestModalityImportance:
             model, X, y, modalities={"first": ["noise__0", "noise__1"]}, n_bootstrap=10
         )
         assert table["modality"].tolist() == ["first"]
+
+    def test_grouping_coarser_than_the_missing_modalities(self):
+        # t2 is missing in some rows; "radiology" masks t1 and t2 together
+        X, y = make_multimodal_survival(
+            80, {"t1": 3, "t2": 3, "path": 2}, missing_rate={"t2": 0.3}, random_state=0
+        )
+        model = M4SurvivalEstimator(
+            d_model=8, encoder_hidden=16, n_layers=1, max_epochs=2, batch_size=None, random_state=0
+        ).fit(X, y)
+        groups = {"radiology": "^t[12]__", "path": "^path__"}
+        table = modality_importance(
+            model, X, y, modalities=groups, n_bootstrap=10, random_state=0
+        ).set_index("modality")
+        masked = X.copy()
+        masked.loc[:, masked.columns.str.match("^t[12]__")] = np.nan
+        event, time = y[y.dtype.names[0]], y[y.dtype.names[1]]
+        expected = concordance_index_censored(event, time, model.predict(masked))[0]
+        assert table.loc["radiology", "c_index_masked"] == pytest.approx(expected)
+        assert (table["n_masked"] == 80).all()
 
     def test_integer_frame_is_masked_without_warnings(self):
         X = pd.DataFrame({"a__0": np.arange(20), "b__0": np.arange(20) % 3})

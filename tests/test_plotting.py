@@ -4,6 +4,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from sklearn.model_selection import GridSearchCV
 from sksurv.compare import compare_survival
@@ -89,6 +90,27 @@ class TestPlotRiskGroups:
         at_zero = [int(t.get_text()) for t in at_risk if t.get_position()[0] == 0]
         assert at_zero == sizes.tolist()
         fig.canvas.draw()
+
+    @pytest.mark.parametrize("figure", ["own", "constrained-pair"])
+    def test_at_risk_table_inside_the_figure(self, breast_cancer, figure):
+        X, y = breast_cancer
+        model = CoxWithRiskGroups(X, y)
+        if figure == "own":
+            ax = plot_risk_groups(model, X, y)
+            FigureCanvasAgg(ax.figure)
+        else:  # the layout of examples/plot_risk_groups.py
+            _, (ax, _) = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
+            plot_risk_groups(model, X, y, ax=ax)
+        ax.figure.canvas.draw()
+        renderer, box = ax.figure.canvas.get_renderer(), ax.figure.bbox
+        texts = [t for t in ax.texts if t.get_text()]
+        assert len(texts) == 1 + 3 + 3 * len(ax.get_xticks())
+        for text in texts:
+            extent = text.get_window_extent(renderer)
+            assert box.x0 <= extent.x0 and extent.x1 <= box.x1, text.get_text()
+            assert box.y0 <= extent.y0 and extent.y1 <= box.y1, text.get_text()
+            # below the x axis label
+            assert extent.y1 < ax.xaxis.label.get_window_extent(renderer).y0
 
     def test_curves_start_at_one_and_stay_within_the_bands(self, breast_cancer):
         X, y = breast_cancer
