@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -985,11 +986,11 @@ def _json_value(value, name: str):
         return {_SLICE: [_json_value(v, name) for v in (value.start, value.stop, value.step)]}
     if isinstance(value, dict):
         return {str(k): _json_value(v, f"{name}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)) or hasattr(value, "tolist"):
+    if isinstance(value, Iterable):  # lists, tuples, ranges, arrays, pandas Index objects
         return [_json_value(v, name) for v in value]
     raise TypeError(
         f"save() cannot store parameter {name}={value!r}: a {type(value).__name__} is not "
-        "a number, string, list, dict or slice"
+        "a number, string, sequence, dict or slice"
     )
 
 
