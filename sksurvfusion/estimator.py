@@ -684,15 +684,13 @@ class M4SurvivalEstimator(
                 "events): too few to compute a validation C-index; raise validation_fraction "
                 "or turn early_stopping off"
             )
-        # the split is stratified on the event indicator: each kind present needs two
-        n_events = int(event.sum())
-        n_censored = event.shape[0] - n_events
-        if n_censored == 1 or n_events == 1:
-            kind = "censored sample" if n_censored == 1 else "event"
+        # The split is stratified on the event indicator, so each kind present needs two
+        # samples; a single event already failed the check above.
+        if event.shape[0] - event.sum() == 1:
             raise ValueError(
                 f"early_stopping stratifies its validation split on the event indicator, and "
-                f"the {event.shape[0]} samples hold a single {kind}: it cannot go to both "
-                "the training and the validation part; turn early_stopping off"
+                f"the {event.shape[0]} samples hold a single censored sample: it cannot go to "
+                "both the training and the validation part; turn early_stopping off"
             )
 
     def _resolve_device(self) -> str:
@@ -980,8 +978,6 @@ def _json_value(value, name: str):
         return value.item()
     if isinstance(value, (Integral, Real)):
         return value
-    if isinstance(value, torch.device):
-        return str(value)
     if isinstance(value, slice):
         return {_SLICE: [_json_value(v, name) for v in (value.start, value.stop, value.step)]}
     if isinstance(value, dict):
