@@ -8,8 +8,10 @@ Every adapter has the same interface, ``forward(tokens, mask) -> (batch, d_model
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sksurvfusion.nn._random import Dropout
 from sksurvfusion.nn._validation import check_choice, check_fraction, check_positive_int
 from sksurvfusion.nn.mamba import MAMBA_BACKENDS, Mamba
 
@@ -91,7 +93,7 @@ class MambaBlock(nn.Module):
             layer_idx=layer_idx,
             mamba_backend=mamba_backend,
         )
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         """Apply the block to ``x`` of shape (batch, length, d_model)."""
@@ -185,6 +187,11 @@ class TransformerAdapter(nn.Module):
     Missing modalities are excluded from attention through the key-padding mask and from
     the pooling. Token order is carried by the modality embeddings of the tokens.
 
+    The parameters are those of a :class:`torch.nn.TransformerEncoder` of pre-norm GELU
+    layers (``encoder``), and in evaluation mode the output is that module's. The
+    forward pass is written out here so that every dropout, attention weights included,
+    draws from ``generator`` when one is set (:func:`~sksurvfusion.nn._random.set_generator`).
+
     Parameters
     ----------
     d_model : int
@@ -243,16 +250,33 @@ class TransformerAdapter(nn.Module):
         self.encoder = nn.TransformerEncoder(
             layer, n_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
         )
+        for layer in self.encoder.layers:
+            layer.dropout, layer.dropout1, layer.dropout2 = (Dropout(dropout) for _ in range(3))
+        self.attention_dropout = Dropout(dropout)
+        self.n_heads = n_heads
         self.pooling = check_choice("pooling", pooling, POOLINGS)
+
+    def _attend(self, attention: nn.MultiheadAttention, x: Tensor, padding: Tensor) -> Tensor:
+        batch, length, width = x.shape
+        qkv = F.linear(x, attention.in_proj_weight, attention.in_proj_bias)
+        qkv = qkv.view(batch, length, 3, self.n_heads, width // self.n_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (batch, heads, length, head width)
+        scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5
+        scores = scores.masked_fill(padding[:, None, None, :], float("-inf"))
+        weights = self.attention_dropout(scores.softmax(dim=-1))
+        heads = (weights @ v).transpose(1, 2).reshape(batch, length, width)
+        return attention.out_proj(heads)
 
     def forward(self, tokens: Tensor, mask: Tensor) -> Tensor:
         """Fuse ``tokens`` (batch, n_tokens, d_model) into (batch, d_model)."""
-        if tokens.shape[0] == 0:  # nn.MultiheadAttention cannot reshape an empty batch
-            return pool_tokens(tokens, mask, self.pooling)
         # A row with nothing to attend to would give NaN; let it attend to its mask tokens.
         padding = ~mask & mask.any(dim=1, keepdim=True)
-        sequence = self.encoder(tokens, src_key_padding_mask=padding)
-        return pool_tokens(sequence, mask, self.pooling)
+        x = tokens
+        for layer in self.encoder.layers:
+            x = x + layer.dropout1(self._attend(layer.self_attn, layer.norm1(x), padding))
+            hidden = layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))
+            x = x + layer.dropout2(layer.linear2(hidden))
+        return pool_tokens(self.encoder.norm(x), mask, self.pooling)
 
 
 class MLPAdapter(nn.Module):
@@ -296,7 +320,7 @@ class MLPAdapter(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(n_tokens * d_model, hidden),
             nn.GELU(),
-            nn.Dropout(check_fraction("dropout", dropout)),
+            Dropout(check_fraction("dropout", dropout)),
             nn.Linear(hidden, d_model),
             nn.LayerNorm(d_model),
         )

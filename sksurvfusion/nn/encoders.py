@@ -8,6 +8,7 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
+from sksurvfusion.nn._random import Dropout
 from sksurvfusion.nn._validation import (
     check_fraction,
     check_positive_int,
@@ -112,7 +113,7 @@ class ModalityEncoder(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(self.in_features, hidden),
             nn.GELU(),
-            nn.Dropout(check_fraction("dropout", dropout)),
+            Dropout(check_fraction("dropout", dropout)),
             nn.Linear(hidden, d_model),
             nn.LayerNorm(d_model),
         )
@@ -253,7 +254,11 @@ class ModalityTokenizer(nn.Module):
         One per encoder group (listed groups first, then singletons in token order).
     groups : list of list of int
         Modality indices of each encoder.
+    generator : torch.Generator or None
+        Source of the modality-dropout draws; ``None`` uses torch's global generator.
     """
+
+    generator: torch.Generator | None = None
 
     def __init__(
         self,
@@ -322,7 +327,7 @@ class ModalityTokenizer(nn.Module):
 
     def drop_modalities(self, mask: Tensor) -> Tensor:
         """Mask present modalities at random, keeping at least one per row."""
-        scores = torch.rand(mask.shape, device=mask.device)
+        scores = torch.rand(mask.shape, device=mask.device, generator=self.generator)
         kept = mask & (scores >= self.modality_dropout)
         # A row that lost all its modalities keeps the present one with the highest score.
         rescue = torch.where(mask, scores, -1.0).argmax(dim=1, keepdim=True)
