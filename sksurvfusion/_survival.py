@@ -42,12 +42,20 @@ def check_survival_target(
     if y is None:
         raise ValueError("requires y to be passed, but the target y is None")
     if not isinstance(y, np.ndarray) or y.dtype.fields is None:
+        hint = (
+            "; for a DataFrame: sksurv.util.Surv.from_dataframe(event_column, time_column, df)"
+            if hasattr(y, "columns")
+            else ""
+        )
         raise ValueError(
             "y must be a structured array with the event indicator as first field and "
             "the observed time as second field, e.g. "
             "sksurv.util.Surv.from_arrays(event, time); "
-            f"got {type(y).__name__}" + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else "")
+            f"got {type(y).__name__}"
+            + (f" of dtype {y.dtype}" if hasattr(y, "dtype") else "")
+            + hint
         )
+    _check_field_order(y)
     try:
         event, time = check_y_survival(y, allow_all_censored=allow_all_censored)
     except ValueError as exc:
@@ -59,3 +67,29 @@ def check_survival_target(
     if n_samples is not None and event.shape[0] != n_samples:
         raise ValueError(f"y has {event.shape[0]} samples but X has {n_samples}: they must match")
     return event.astype(bool, copy=False), time
+
+
+def _check_field_order(y: np.ndarray) -> None:
+    """Name the two usual mistakes in a structured target: fields swapped, event as 0/1."""
+    names = y.dtype.names
+    if len(names) != 2:
+        raise ValueError(
+            f"y must have two fields, the event indicator then the observed time; got "
+            f"fields {list(names)}. Build it with sksurv.util.Surv.from_arrays(event, time)"
+        )
+    first, second = y.dtype[0], y.dtype[1]
+    if first.kind == "b":
+        return
+    if second.kind == "b":
+        raise ValueError(
+            f"y's first field {names[0]!r} ({first}) is read as the event indicator and its "
+            f"second field {names[1]!r} (bool) as the observed time: the event comes first. "
+            "Build y with sksurv.util.Surv.from_arrays(event, time)"
+        )
+    values = y[names[0]]
+    if first.kind in "iuf" and np.isin(values, [0, 1]).all():
+        raise ValueError(
+            f"y's first field {names[0]!r}, the event indicator, holds 0/1 values of dtype "
+            f"{first}: it must be boolean. Build y with "
+            "sksurv.util.Surv.from_arrays(event.astype(bool), time)"
+        )

@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 
 import numpy as np
+from pandas.api.types import infer_dtype, is_numeric_dtype, is_object_dtype
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["ModalitySelector", "modality_mask", "resolve_modalities"]
+__all__ = ["ModalitySelector", "check_numeric_columns", "modality_mask", "resolve_modalities"]
 
 SEPARATOR = "__"
 _SINGLE_MODALITY = "features"
+_NUMERIC_OBJECTS = {"floating", "integer", "mixed-integer-float", "decimal", "boolean", "empty"}
+# A table without modality names this wide is most likely several embeddings side by side.
+_WIDE_SINGLE_MODALITY = 200
 
 
-def _describe_rows(rows: np.ndarray, limit: int = 5) -> str:
+def _describe_rows(rows, limit: int = 5) -> str:
+    """``rows [a, b, c] and 4 more``, for row positions or index labels."""
+    rows = list(rows)
     shown = ", ".join(str(r) for r in rows[:limit])
     more = f" and {len(rows) - limit} more" if len(rows) > limit else ""
     return f"rows [{shown}]{more}"
 
 
 def resolve_modalities(
-    modalities: Mapping | None, feature_names: np.ndarray | None, n_features: int
+    modalities: Mapping | None,
+    feature_names: np.ndarray | None,
+    n_features: int,
+    *,
+    warn: bool = False,
 ) -> dict[str, np.ndarray]:
     """Map each modality name to the integer positions of its columns.
 
@@ -39,6 +51,10 @@ def resolve_modalities(
         Column names of ``X`` (``None`` for a plain array).
     n_features : int
         Number of columns of ``X``.
+    warn : bool, default=False
+        Warn about layouts that are most likely mistakes: columns that a dict leaves in
+        no modality (they are not used), and every column in one modality although the
+        names or the width say there are several.
 
     Returns
     -------
@@ -46,7 +62,10 @@ def resolve_modalities(
         Column positions per modality, in token order.
     """
     if modalities is None:
-        return _modalities_from_prefixes(feature_names, n_features)
+        resolved = _modalities_from_prefixes(feature_names, n_features)
+        if warn:
+            _warn_single_modality(resolved, feature_names, n_features)
+        return resolved
     if not isinstance(modalities, Mapping) or len(modalities) == 0:
         raise ValueError(
             "modalities must be None or a non-empty dict mapping a modality name to its "
@@ -67,7 +86,91 @@ def resolve_modalities(
                 )
             owner[position] = name
         resolved[name] = columns
+    if warn and len(owner) < n_features:
+        unused = [c for c in range(n_features) if c not in owner]
+        shown = ", ".join(_column_label(c, names) for c in unused[:5])
+        warnings.warn(
+            f"modalities leaves {len(unused)} of the {n_features} columns of X in no "
+            f"modality ({shown}{', ...' if len(unused) > 5 else ''}); they are not used. "
+            "Add them to a modality, or drop them from X to silence this warning",
+            UserWarning,
+            stacklevel=3,
+        )
     return resolved
+
+
+def _warn_single_modality(resolved, feature_names, n_features) -> None:
+    if len(resolved) != 1:
+        return
+    (name,) = resolved
+    if feature_names is not None and name != _SINGLE_MODALITY:
+        inner = {str(c).split(SEPARATOR)[1] for c in feature_names if str(c).count(SEPARATOR) >= 2}
+        if len(inner) > 1:
+            levels = ", ".join(sorted(inner)[:5])
+            warnings.warn(
+                f"all {n_features} columns form one modality {name!r} (one token), although "
+                f"their names hold a second '__' level ({levels}, ...): a ColumnTransformer "
+                f"puts its transformer's name {name!r} before every column. Pass "
+                "verbose_feature_names_out=False to the ColumnTransformer, use one "
+                "transformer per modality, or give modalities={name: columns}",
+                UserWarning,
+                stacklevel=4,
+            )
+    elif name == _SINGLE_MODALITY and n_features >= _WIDE_SINGLE_MODALITY:
+        source = (
+            "X has no column names"
+            if feature_names is None
+            else "no column of X is named '<modality>__...'"
+        )
+        warnings.warn(
+            f"{source}, so all its {n_features} columns form one modality (one token). "
+            "If they hold several modalities, pass a DataFrame with '<modality>__<k>' "
+            "column names (ModalityPreprocessor and set_output(transform='pandas') keep "
+            "them) or modalities={name: columns}",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def check_numeric_columns(X) -> None:
+    """Raise a ValueError naming the text or categorical columns of a DataFrame.
+
+    Parameters
+    ----------
+    X : DataFrame or array-like
+        Anything without ``columns`` and ``dtypes`` (a plain array) passes.
+
+    Raises
+    ------
+    ValueError
+        If some columns hold neither numbers nor booleans, with the columns named and
+        how to encode them.
+    """
+    columns, dtypes = getattr(X, "columns", None), getattr(X, "dtypes", None)
+    if columns is None or dtypes is None:
+        return
+    bad = [
+        (name, str(dtype))
+        for name, dtype in zip(columns, dtypes, strict=True)
+        if not _is_numeric(X[name], dtype)
+    ]
+    if bad:
+        listing = ", ".join(f"{column!r} ({dtype})" for column, dtype in bad[:8])
+        more = f" and {len(bad) - 8} more" if len(bad) > 8 else ""
+        raise ValueError(
+            f"X has columns that are not numeric: {listing}{more}. Encode them as numbers "
+            "first, keeping the modality prefix: e.g. pandas.get_dummies(X, columns=[...], "
+            "dtype=float) turns 'clinical__stage' into 'clinical__stage_II', ...; or a "
+            "OneHotEncoder in a ColumnTransformer with verbose_feature_names_out=False"
+        )
+
+
+def _is_numeric(column, dtype) -> bool:
+    if callable(getattr(dtype, "is_numeric", None)):  # a polars dtype
+        return dtype.is_numeric() or str(dtype) == "Boolean"
+    if is_object_dtype(dtype):  # numbers stored as objects convert; text does not
+        return infer_dtype(column, skipna=True) in _NUMERIC_OBJECTS
+    return is_numeric_dtype(dtype)  # numpy and pandas dtypes, booleans included
 
 
 def _column_label(position: int, names: list | None) -> str:
@@ -128,7 +231,9 @@ def _resolve_columns(name, spec, names, n_features) -> np.ndarray:
     return np.asarray(columns, dtype=np.intp)
 
 
-def modality_mask(X: np.ndarray, modalities: Mapping[str, np.ndarray]) -> np.ndarray:
+def modality_mask(
+    X: np.ndarray, modalities: Mapping[str, np.ndarray], row_labels: Sequence | None = None
+) -> np.ndarray:
     """Which modalities each row has: ``True`` where present.
 
     A modality whose columns are all NaN in a row is missing for that row.
@@ -139,6 +244,8 @@ def modality_mask(X: np.ndarray, modalities: Mapping[str, np.ndarray]) -> np.nda
         Float features, NaN allowed.
     modalities : dict of str to ndarray of int
         Column positions per modality, as from :func:`resolve_modalities`.
+    row_labels : sequence of length n_samples, optional
+        Names of the rows in error messages (a DataFrame's index); positions by default.
 
     Returns
     -------
@@ -150,26 +257,28 @@ def modality_mask(X: np.ndarray, modalities: Mapping[str, np.ndarray]) -> np.nda
         If a modality has NaN in only some of its columns for a row, holds an
         infinite value, or a row has no modality present.
     """
+    labels = np.arange(X.shape[0]) if row_labels is None else np.asarray(row_labels, dtype=object)
     mask = np.empty((X.shape[0], len(modalities)), dtype=bool)
     for j, (name, columns) in enumerate(modalities.items()):
         block = X[:, columns]
         infinite = np.isinf(block).any(axis=1)
         if infinite.any():
-            rows = _describe_rows(np.flatnonzero(infinite))
+            rows = _describe_rows(labels[infinite])
             raise ValueError(f"modality {name!r} has infinite values in {rows}")
         n_nan = np.isnan(block).sum(axis=1)
         partial = (n_nan > 0) & (n_nan < len(columns))
         if partial.any():
             raise ValueError(
                 f"modality {name!r} has NaN in only some of its columns in "
-                f"{_describe_rows(np.flatnonzero(partial))}; a missing modality must be NaN "
-                "in all its columns (impute partial gaps before fitting)"
+                f"{_describe_rows(labels[partial])}; a missing modality must be NaN in all "
+                "its columns. Impute partial gaps first, e.g. with "
+                "ModalityPreprocessor(impute_partial='mean') in a pipeline"
             )
         mask[:, j] = n_nan == 0
     empty = ~mask.any(axis=1)
     if empty.any():
         raise ValueError(
-            f"{_describe_rows(np.flatnonzero(empty))} have every modality missing (all NaN) "
+            f"{_describe_rows(labels[empty])} have every modality missing (all NaN) "
             f"({', '.join(modalities)}); drop them or provide at least one modality"
         )
     return mask
@@ -189,6 +298,10 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
     the modality when it maps to ``None``; modalities not in ``models`` pass
     through unchanged. With a single ``models`` parameter a grid search over
     foundation models is a list of dicts.
+
+    The output is the input's DataFrame type (pandas or polars) with the kept
+    columns and their names; ``set_output(transform="pandas")`` or ``"polars"``,
+    or the same global ``sklearn.set_config(transform_output=...)``, converts it.
 
     Parameters
     ----------
@@ -225,8 +338,8 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
     def _check_frame(X) -> None:
         if not hasattr(X, "columns"):
             raise TypeError(
-                "ModalitySelector needs a pandas DataFrame whose columns are named "
-                f"'<modality>__<model>__<k>', got {type(X).__name__}"
+                "ModalitySelector needs a pandas DataFrame (or a polars one) whose columns are "
+                f"named '<modality>__<model>__<k>', got {type(X).__name__}"
             )
 
     def fit(self, X, y=None):
@@ -277,7 +390,8 @@ class ModalitySelector(TransformerMixin, BaseEstimator):
         validate_data(
             self, X, dtype=None, ensure_all_finite=False, skip_check_array=True, reset=False
         )
-        return X.loc[:, self._support]
+        # the input's own container (pandas or polars) unless set_output asks for another
+        return _safe_indexing(X, self._support, axis=1)
 
     def get_feature_names_out(self, input_features=None):
         check_is_fitted(self)

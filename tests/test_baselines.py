@@ -6,9 +6,11 @@ import pytest
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.decomposition import PCA
+from sklearn.impute import SimpleImputer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 from sksurv.functions import StepFunction
 from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
 
@@ -29,6 +31,16 @@ def with_missing():
     return make_multimodal_survival(
         90, {"a": 12, "b": 3}, missing_rate={"a": 0.3}, dtype=np.float64, random_state=0
     )
+
+
+@parametrize_with_checks(
+    [
+        ModalityPreprocessor(n_components=2),
+        ModalityPreprocessor(n_components=2, impute_partial="mean"),
+    ]
+)
+def test_scikit_learn_conventions(estimator, check):
+    check(estimator)
 
 
 def test_docstring_examples():
@@ -168,7 +180,7 @@ class TestModalityPreprocessor:
         assert prep.transform(X).shape == (6, 5 + 2)
         pca = prep.transformer_.named_transformers_["a"].named_steps["pca"]
         assert pca.explained_variance_ratio_.min() > 1e-3
-        assert np.abs(prep.transform(X_new)).max() < 100
+        assert np.abs(prep.transform(X_new).to_numpy()).max() < 100
 
     def test_plain_array_is_one_modality(self):
         X = np.random.default_rng(0).normal(size=(30, 12))
@@ -178,9 +190,9 @@ class TestModalityPreprocessor:
 
     def test_whitened_components_have_unit_variance(self, breast_cancer):
         X, _ = breast_cancer
-        Xt = ModalityPreprocessor(n_components=5).fit_transform(X)
+        Xt = ModalityPreprocessor(n_components=5).fit_transform(X).to_numpy()
         np.testing.assert_allclose(Xt.std(axis=0, ddof=1)[:5], 1.0, rtol=1e-6)
-        raw = ModalityPreprocessor(n_components=5, whiten=False).fit_transform(X)
+        raw = ModalityPreprocessor(n_components=5, whiten=False).fit_transform(X).to_numpy()
         assert raw.std(axis=0)[0] > 3.0  # 76 standardised genes: the first PC is wide
 
     def test_random_state_fixes_the_randomized_pca(self):
@@ -203,7 +215,7 @@ class TestModalityPreprocessor:
         clinical = [n for n in names if n.startswith("clinical__")]
         assert clinical == [c for c in X.columns if c.startswith("clinical__")]
         expected = StandardScaler().fit_transform(X[clinical])
-        np.testing.assert_allclose(Xt[:, [names.index(c) for c in clinical]], expected)
+        np.testing.assert_allclose(Xt[clinical].to_numpy(), expected)
 
     def test_pandas_output(self, breast_cancer):
         X, _ = breast_cancer
@@ -221,3 +233,103 @@ class TestModalityPreprocessor:
         X, _ = breast_cancer
         with pytest.raises(ValueError, match="n_components"):
             ModalityPreprocessor(n_components=0).fit(X)
+
+
+@pytest.fixture(scope="module")
+def with_gaps(breast_cancer):
+    """Breast cancer with partial clinical gaps and a few patients without clinical data."""
+    X, y = breast_cancer
+    X = X.set_axis([f"P{i:03d}" for i in range(len(X))], axis=0)
+    clinical = [c for c in X.columns if c.startswith("clinical__")]
+    block = X[clinical].to_numpy()
+    rng = np.random.default_rng(0)
+    block[rng.random(block.shape) < 0.1] = np.nan
+    block[[5, 50, 150]] = np.nan  # the modality missing altogether
+    X = X.copy()
+    X[clinical] = block
+    return X, y, clinical
+
+
+class TestPartialGaps:
+    def test_error_names_modality_rows_and_parameter(self, with_gaps):
+        X, y, clinical = with_gaps
+        partial = X[clinical].isna().any(axis=1) & X[clinical].notna().any(axis=1)
+        first = X.index[partial][:5].tolist()
+        message = (
+            rf"modality 'clinical' has NaN in only some of its columns in rows "
+            rf"\[{', '.join(first)}\] and {partial.sum() - 5} more; pass impute_partial='mean'"
+        )
+        with pytest.raises(ValueError, match=message):
+            ModalityPreprocessor().fit(X)
+        with pytest.raises(ValueError, match=message):
+            make_cox_baseline().fit(X, y)
+        # a gap that appears only at transform time is named the same way
+        complete = X[X[clinical].notna().all(axis=1)]
+        prep = ModalityPreprocessor().fit(complete)
+        gap = X.loc[["P003"]].assign(clinical__age=np.nan, clinical__er=1.0)
+        with pytest.raises(ValueError, match=r"'clinical' .* in rows \[P003\]; .*impute_partial"):
+            prep.transform(gap)
+
+    @pytest.mark.parametrize("strategy", ["mean", "median", "most_frequent"])
+    def test_matches_simple_imputer_then_scaler(self, with_gaps, strategy):
+        X, _, clinical = with_gaps
+        train, test = X.iloc[:150], X.iloc[150:]
+        prep = ModalityPreprocessor(n_components=5, impute_partial=strategy).fit(train)
+        absent = train[clinical].isna().all(axis=1).to_numpy()
+        # the oracle: scikit-learn's imputer and scaler on the rows that have the modality
+        imputer = SimpleImputer(strategy=strategy).fit(train.loc[~absent, clinical])
+        scaler = StandardScaler().fit(imputer.transform(train.loc[~absent, clinical]))
+        for frame in (train, test):
+            Xt = prep.transform(frame)
+            missing = frame[clinical].isna().all(axis=1).to_numpy()
+            assert missing.any()
+            expected = scaler.transform(imputer.transform(frame.loc[~missing, clinical]))
+            np.testing.assert_allclose(
+                Xt.loc[~missing, clinical].to_numpy(), expected, rtol=1e-10, atol=1e-12
+            )
+            # a patient without clinical data keeps the training mean and the indicator
+            np.testing.assert_array_equal(Xt.loc[missing, clinical].to_numpy(), 0.0)
+            np.testing.assert_array_equal(Xt["clinical__missing"], missing.astype(float))
+
+    def test_make_cox_baseline_passes_it_on(self, with_gaps):
+        X, y, clinical = with_gaps
+        keep = X[clinical].notna().any(axis=1).to_numpy()  # no missing modality here
+        X, y = X[keep], y[keep]
+        genes = [c for c in X.columns if c.startswith("genes__")]
+        by_hand = make_pipeline(
+            ColumnTransformer(
+                [
+                    (
+                        "genes",
+                        make_pipeline(StandardScaler(), PCA(n_components=8, whiten=True)),
+                        genes,
+                    ),
+                    ("clinical", make_pipeline(SimpleImputer(), StandardScaler()), clinical),
+                ]
+            ),
+            CoxPHSurvivalAnalysis(alpha=100.0),
+        ).fit(X, y)
+        model = make_cox_baseline(impute_partial="mean").fit(X, y)
+        assert model.named_steps["preprocess"].impute_partial == "mean"
+        expected = by_hand.predict(X)
+        np.testing.assert_allclose(
+            model.predict(X), expected, rtol=1e-6, atol=1e-9 * np.abs(expected).max()
+        )
+
+    def test_row_without_any_modality_is_named_by_label(self, with_gaps):
+        X = with_gaps[0].copy()
+        X.loc["P004"] = np.nan
+        with pytest.raises(ValueError, match=r"rows \[P004\] have every modality missing"):
+            ModalityPreprocessor(impute_partial="mean").fit(X)
+
+    def test_column_never_observed_raises(self, with_gaps):
+        X = with_gaps[0].assign(clinical__size=np.nan)
+        with pytest.raises(
+            ValueError, match=r"\['clinical__size'\] of modality 'clinical' are NaN"
+        ):
+            ModalityPreprocessor(impute_partial="mean").fit(X)
+
+    def test_invalid_value_names_the_parameter(self, with_gaps):
+        X, _, _ = with_gaps
+        with pytest.raises(ValueError, match="'impute_partial' parameter"):
+            ModalityPreprocessor(impute_partial="zero").fit(X)
