@@ -9,8 +9,16 @@ likelihood.
 
 __version__ = "0.1.0.dev0"
 
+from sksurvfusion._persistence import load_pipeline, save_pipeline
 from sksurvfusion.baselines import make_cox_baseline
 from sksurvfusion.estimator import M4SurvivalEstimator
 from sksurvfusion.modality import ModalitySelector
 
-__all__ = ["M4SurvivalEstimator", "ModalitySelector", "__version__", "make_cox_baseline"]
+__all__ = [
+    "M4SurvivalEstimator",
+    "ModalitySelector",
+    "__version__",
+    "load_pipeline",
+    "make_cox_baseline",
+    "save_pipeline",
+]

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Iterable
 from numbers import Integral, Real
 from typing import ClassVar
 
@@ -19,24 +17,20 @@ from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import Dataset
 from sksurv.base import SurvivalAnalysisMixin
-from sksurv.functions import StepFunction
 from sksurv.linear_model.coxph import BreslowEstimator
 from sksurv.metrics import concordance_index_censored
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
-from sksurvfusion import __version__
+from sksurvfusion._persistence import read_model, write_model
 from sksurvfusion._survival import check_survival_target
 from sksurvfusion.losses import CoxPartialLikelihoodLoss
-from sksurvfusion.modality import modality_mask, resolve_modalities
+from sksurvfusion.modality import check_numeric_columns, modality_mask, resolve_modalities
 from sksurvfusion.nn import FusionSurvivalNet
+from sksurvfusion.nn._random import draws_from, set_generator
 
 __all__ = ["M4SurvivalEstimator"]
 
-# 2 added linear_term, 3 swa_fraction; files of format 1 hold networks without the
-# term, files of formats 1 and 2 networks trained without weight averaging
-_FORMAT_VERSION = 3
-_READABLE_FORMATS = (1, 2, 3)
 _INFERENCE_BATCH = 4096
 # module arguments that are estimator parameters of the same name
 _MODULE_PARAMS = (
@@ -86,9 +80,9 @@ class _TensorBatches:
     DataLoader route gathers once per batch (and skorch's default, once per row).
     """
 
-    def __init__(self, X, y, batch_size, shuffle):
+    def __init__(self, X, y, batch_size, shuffle, generator=None):
         self.X, self.y = X, y
-        self.batch_size, self.shuffle = batch_size, shuffle
+        self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
         self.n_samples = len(next(iter(X.values())))
 
     def __len__(self):
@@ -97,7 +91,7 @@ class _TensorBatches:
     def __iter__(self):
         X, y = self.X, self.y
         if self.shuffle:
-            order = torch.randperm(self.n_samples)
+            order = torch.randperm(self.n_samples, generator=self.generator)
             X = {k: v[order] for k, v in X.items()}
             y = None if y is None else y[order]
         # skorch's own placeholder for a missing target
@@ -110,12 +104,12 @@ class _TensorBatches:
             )
 
 
-def _batch_loader(dataset, batch_size, shuffle=False):
+def _batch_loader(dataset, batch_size, shuffle=False, generator=None):
     """Batches of a dataset: tensor slices when it holds tensors, else a DataLoader."""
     tensors = _dataset_tensors(dataset)
     if tensors is not None:
-        return _TensorBatches(*tensors, batch_size, shuffle)
-    sampler = RandomSampler(dataset) if shuffle else SequentialSampler(dataset)
+        return _TensorBatches(*tensors, batch_size, shuffle, generator)
+    sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
     )
@@ -155,8 +149,45 @@ def _bind_flat(params, flats) -> None:
 
 
 class _SurvivalNet(NeuralNet):
-    """skorch's NeuralNet, minus one cost: it sets the training mode of every submodule
-    before every batch, which at these sizes costs as much as a small layer."""
+    """skorch's NeuralNet, drawing its random numbers from its own ``generator``.
+
+    The module is built with every draw routed to ``generator``, and while training its
+    dropout layers draw from it (or from a generator of the module's device seeded alike),
+    so that trainings in concurrent threads stay reproducible and torch's global
+    generator is left alone; the training iterator shuffles with it too
+    (``iterator_train__generator``, the same object).
+
+    One cost is taken out: skorch sets the training mode of every submodule before every
+    batch, which at these sizes costs as much as a small layer.
+    """
+
+    def __init__(self, *args, generator=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.generator = generator
+
+    def initialize_module(self):
+        if self.generator is None:
+            return super().initialize_module()
+        with draws_from(self.generator):
+            return super().initialize_module()
+
+    def initialize(self):
+        super().initialize()
+        device = torch.device(self.device)
+        # ends in "_", so skorch keeps it out of get_params
+        self.dropout_generator_ = (
+            self.generator
+            if self.generator is None or device.type == "cpu"
+            else torch.Generator(device).manual_seed(self.generator.initial_seed())
+        )
+        return self
+
+    def on_train_begin(self, net, X=None, y=None, **kwargs):
+        set_generator(self.module_, self.dropout_generator_)
+
+    def on_train_end(self, net, X=None, y=None, **kwargs):
+        # a fitted module draws from the global generator, as any torch module does
+        set_generator(self.module_, None)
 
     def _set_training(self, training=True):
         if getattr(self, "training_mode_", None) is training and (
@@ -202,6 +233,7 @@ class _FlatSurvivalNet(_SurvivalNet):
         return self
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        super().on_train_begin(net, X=X, y=y, **kwargs)
         # Between fits the parameters may have been replaced (unpickling, module.to):
         # bind them to the optimizer's buffers again, carrying their current values.
         flats = [p for group in self.optimizer_.param_groups for p in group["params"]]
@@ -372,8 +404,10 @@ class M4SurvivalEstimator(
         Implementation of the selective scan (``"auto"``: the fused CUDA
         kernels of ``mamba_ssm`` when importable and on GPU, else pure torch).
     random_state : int, RandomState instance or None, default=None
-        Seeds weight initialisation, shuffling, dropout and the validation
-        split; with an int two fits on CPU are identical.
+        Seeds weight initialisation, shuffling, dropout, modality dropout and
+        the validation split. Every draw of a fit comes from generators of its
+        own, never from torch's or numpy's global ones, so with an int two fits
+        on CPU are identical, also when they run at the same time in threads.
 
     Notes
     -----
@@ -594,11 +628,13 @@ class M4SurvivalEstimator(
         # leaves an earlier fit untouched.
         self._validate_params()
         probe = _FeatureProbe()
+        check_numeric_columns(X)
+        row_labels = _row_labels(X)
         X = validate_data(probe, X, dtype=np.float32, order="C", ensure_all_finite=False)
         event, time = check_survival_target(y, n_samples=X.shape[0])
         feature_names = getattr(probe, "feature_names_in_", None)
-        modalities = resolve_modalities(self.modalities, feature_names, X.shape[1])
-        mask = modality_mask(X, modalities)
+        modalities = resolve_modalities(self.modalities, feature_names, X.shape[1], warn=True)
+        mask = modality_mask(X, modalities, row_labels)
         groups = self._resolve_encoder_groups(modalities)
         if self.adapter == "transformer" and self.d_model % self.n_heads:
             raise ValueError(
@@ -620,10 +656,7 @@ class M4SurvivalEstimator(
         net = self._build_net(modalities, groups, device, seed)
         inputs = {"x": torch.from_numpy(X), "mask": torch.from_numpy(mask)}
         target = torch.from_numpy(np.column_stack([event, time]).astype(np.float64))
-        devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            net.fit(inputs, target)
+        net.fit(inputs, target)
         train_risk = _infer(net.module_, X, mask, "forward", device)
         if not np.all(np.isfinite(train_risk)):
             raise FloatingPointError(
@@ -733,6 +766,8 @@ class M4SurvivalEstimator(
         module_params = {f"module__{name}": getattr(self, name) for name in _MODULE_PARAMS}
         # user callbacks may freeze parameters, which flat buffers would still decay
         net_class = _SurvivalNet if self.callbacks else _FlatSurvivalNet
+        # one stream per fit: initialisation, shuffling and dropout
+        generator = torch.Generator().manual_seed(seed)
         return net_class(
             FusionSurvivalNet,
             module__modality_columns=[columns.tolist() for columns in modalities.values()],
@@ -747,8 +782,10 @@ class M4SurvivalEstimator(
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=-1 if self.batch_size is None else self.batch_size,
+            generator=generator,
             iterator_train=_batch_loader,
             iterator_train__shuffle=True,
+            iterator_train__generator=generator,
             iterator_valid=_batch_loader,
             iterator_valid__batch_size=_INFERENCE_BATCH,
             train_split=train_split,
@@ -767,10 +804,60 @@ class M4SurvivalEstimator(
     # ------------------------------------------------------------- predict
     def _check_input(self, X):
         check_is_fitted(self, "net_")
-        X = validate_data(
-            self, X, dtype=np.float32, order="C", ensure_all_finite=False, reset=False
+        check_numeric_columns(X)
+        row_labels = _row_labels(X)
+        try:
+            values = validate_data(
+                self, X, dtype=np.float32, order="C", ensure_all_finite=False, reset=False
+            )
+        except ValueError as exc:
+            hint = self._lost_modalities_hint(X)
+            if hint is None:
+                raise
+            raise ValueError(f"{exc}\n{hint}") from exc
+        return values, modality_mask(values, self.modalities_, row_labels)
+
+    def _lost_modalities_hint(self, X) -> str | None:
+        """For X without some columns of fit: which modalities they belong to, and that a
+        missing modality is passed as NaN, not dropped."""
+        names = getattr(self, "feature_names_in_", None)
+        columns = getattr(X, "columns", None)
+        if names is not None and columns is not None:
+            present = {str(c) for c in columns}
+            lost = {i for i, name in enumerate(names) if str(name) not in present}
+        elif np.ndim(X) == 2 and np.shape(X)[1] < self.n_features_in_:
+            lost = set(range(np.shape(X)[1], self.n_features_in_))
+        else:
+            return None
+        touched = [
+            f"{name!r} ({len(lost.intersection(cols.tolist()))} of {len(cols)} columns)"
+            for name, cols in self.modalities_.items()
+            if lost.intersection(cols.tolist())
+        ]
+        if not touched:
+            return None
+        return (
+            f"The columns missing from X belong to modalities {', '.join(touched)}. A "
+            "modality missing for some patients is passed as NaN in all its columns, not "
+            "dropped: keep every column of fit and set a missing modality's columns to NaN "
+            "in those rows (X.loc[rows, columns] = np.nan)."
         )
-        return X, modality_mask(X, self.modalities_)
+
+    def score(self, X, y) -> float:
+        """Harrell's concordance index of the predicted risks.
+
+        Parameters
+        ----------
+        X : DataFrame or array-like of shape (n_samples, n_features)
+        y : structured array of shape (n_samples,)
+            Event indicator (first field) and observed time (second field).
+
+        Returns
+        -------
+        cindex : float
+        """
+        event, time = check_survival_target(y, n_samples=np.shape(X)[0])
+        return concordance_index_censored(event, time, self.predict(X))[0]
 
     def _device_for_inference(self) -> str:
         device = str(self.net_.device)
@@ -863,46 +950,36 @@ class M4SurvivalEstimator(
         """Save the fitted model to one file that loads without running code.
 
         Parameters are stored as JSON text, the weights, the baseline hazard and
-        the risk cut-points as tensors, all read back with
-        ``torch.load(weights_only=True)``.
-        ``callbacks`` are not saved.
+        the risk cut-points as tensors, in an archive that :meth:`load` reads with
+        torch's restricted unpickler, which builds tensors and plain containers
+        only. ``callbacks`` are not saved. A pipeline holding the estimator is
+        saved with :func:`sksurvfusion.save_pipeline`.
 
         Parameters
         ----------
         path : str or path-like
+
+        See Also
+        --------
+        load : Read the file back.
+        sksurvfusion.save_pipeline : Save a whole pipeline without pickle.
+
+        Examples
+        --------
+        >>> import tempfile, pathlib
+        >>> from sksurvfusion import M4SurvivalEstimator
+        >>> from sksurvfusion.datasets import make_multimodal_survival
+        >>> X, y = make_multimodal_survival(
+        ...     60, modalities={"mri": 8, "pathology": 8}, random_state=0
+        ... )
+        >>> model = M4SurvivalEstimator(d_model=8, max_epochs=2, random_state=0).fit(X, y)
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "model.pt"
+        >>> model.save(path)
+        >>> bool((M4SurvivalEstimator.load(path).predict(X) == model.predict(X)).all())
+        True
         """
         check_is_fitted(self, "net_")
-        params = self.get_params()
-        params["callbacks"] = None
-        if not isinstance(params["random_state"], Integral):
-            params["random_state"] = None  # a RandomState instance
-        params = {name: _json_value(value, name) for name, value in params.items()}
-        header = {
-            "format": _FORMAT_VERSION,
-            "sksurvfusion_version": __version__,
-            "params": params,
-            "modalities": {name: cols.tolist() for name, cols in self.modalities_.items()},
-            "encoder_groups": self.net_.module__encoder_groups,
-            "n_features_in": int(self.n_features_in_),
-            "feature_names_in": (
-                [str(c) for c in self.feature_names_in_]
-                if hasattr(self, "feature_names_in_")
-                else None
-            ),
-        }
-        state = {k: v.detach().cpu() for k, v in self.net_.module_.state_dict().items()}
-        torch.save(
-            {
-                "header": json.dumps(header),
-                "state_dict": state,
-                "unique_times": torch.from_numpy(self.unique_times_.astype(np.float64)),
-                "cum_baseline_hazard": torch.from_numpy(
-                    self.cum_baseline_hazard_.y.astype(np.float64)
-                ),
-                "risk_cutpoints": torch.from_numpy(self.risk_cutpoints_.astype(np.float64)),
-            },
-            path,
-        )
+        write_model(self, path)
 
     @classmethod
     def load(cls, path) -> M4SurvivalEstimator:
@@ -915,88 +992,32 @@ class M4SurvivalEstimator(
         Returns
         -------
         M4SurvivalEstimator
+
+        Raises
+        ------
+        ValueError
+            If the file is not one that :meth:`save` wrote (a pickle or joblib
+            dump, another torch file, a damaged or truncated file), or is of a
+            format this version of sksurvfusion does not read.
+        FileNotFoundError
+            If there is no such file.
+
+        See Also
+        --------
+        save : Write the file.
+        sksurvfusion.load_pipeline : Load a whole pipeline without pickle.
         """
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-        header = json.loads(payload["header"])
-        if header.get("format") not in _READABLE_FORMATS:
-            raise ValueError(
-                f"unsupported model file format {header.get('format')!r}; this version of "
-                f"sksurvfusion reads formats {list(_READABLE_FORMATS)}"
-            )
-        params = header["params"]
-        params["modalities"] = _modalities_from_json(params.get("modalities"))
-        if header["format"] == 1:
-            params = {"linear_term": False, **params}
-        if header["format"] < 3:
-            params = {"swa_fraction": 0.0, **params}
-        model = cls(**params)
-        modalities = {
-            name: np.asarray(cols, dtype=np.intp) for name, cols in header["modalities"].items()
-        }
-        device = model._resolve_device() if torch.cuda.is_available() else "cpu"
-        net = model._build_net(modalities, header["encoder_groups"] or [], device, seed=0)
-        net.initialize()
-        net.module_.load_state_dict(payload["state_dict"])
-        model.modalities_ = modalities
-        model.n_features_in_ = header["n_features_in"]
-        if header["feature_names_in"] is not None:
-            model.feature_names_in_ = np.asarray(header["feature_names_in"], dtype=object)
-        model.net_ = net
-        model._n_features_out = model.d_model
-        model._set_baseline(
-            _breslow_from_arrays(
-                payload["unique_times"].numpy(), payload["cum_baseline_hazard"].numpy()
-            ),
-            payload["risk_cutpoints"].numpy(),
-        )
-        return model
+        return read_model(cls, path)
+
+
+def _row_labels(X):
+    """A DataFrame's index labels, for messages that name rows; positions otherwise."""
+    index = getattr(X, "index", None)
+    return None if index is None else np.asarray(index, dtype=object)
 
 
 class _FeatureProbe(BaseEstimator):
     """Receives ``n_features_in_`` / ``feature_names_in_`` before a fit succeeds."""
-
-
-def _breslow_from_arrays(times: np.ndarray, cum_hazard: np.ndarray) -> BreslowEstimator:
-    """A fitted BreslowEstimator rebuilt from its step values."""
-    baseline = BreslowEstimator()
-    baseline.unique_times_ = times
-    baseline.cum_baseline_hazard_ = StepFunction(times, cum_hazard)
-    baseline.baseline_survival_ = StepFunction(times, np.exp(-cum_hazard))
-    return baseline
-
-
-# a slice in a modality spec, as JSON
-_SLICE = "slice"
-
-
-def _json_value(value, name: str):
-    """``value`` as JSON holds it: numpy scalars and arrays and pandas Index objects as
-    Python numbers and lists, a slice as ``{"slice": [start, stop, step]}``."""
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (Integral, Real)):
-        return value
-    if isinstance(value, slice):
-        return {_SLICE: [_json_value(v, name) for v in (value.start, value.stop, value.step)]}
-    if isinstance(value, dict):
-        return {str(k): _json_value(v, f"{name}[{k!r}]") for k, v in value.items()}
-    if isinstance(value, Iterable):  # lists, tuples, ranges, arrays, pandas Index objects
-        return [_json_value(v, name) for v in value]
-    raise TypeError(
-        f"save() cannot store parameter {name}={value!r}: a {type(value).__name__} is not "
-        "a number, string, sequence, dict or slice"
-    )
-
-
-def _modalities_from_json(modalities):
-    if not isinstance(modalities, dict):
-        return modalities
-    return {
-        name: slice(*spec[_SLICE]) if isinstance(spec, dict) else spec
-        for name, spec in modalities.items()
-    }
 
 
 def _silent(*args, **kwargs) -> None:

@@ -1,6 +1,7 @@
 import copy
-import json
 import pickle
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import joblib
 import numpy as np
@@ -24,6 +25,8 @@ from sksurvfusion import M4SurvivalEstimator, ModalitySelector
 from sksurvfusion.datasets import make_multimodal_survival
 from sksurvfusion.modality import modality_mask
 
+from _numerics import assert_close_to_scale
+
 TINY = {
     "d_model": 8,
     "encoder_hidden": 16,
@@ -35,28 +38,19 @@ TINY = {
     "random_state": 0,
 }
 WIDTHS = {"t1": 12, "t2": 12, "pathology": 16}
+# every source of randomness of a fit: dropout, modality dropout, the validation split
+RANDOM_TRAINING = {
+    "dropout": 0.3,
+    "modality_dropout": 0.3,
+    "early_stopping": True,
+    "validation_fraction": 0.25,
+    "patience": 2,
+}
 
 
 def fields(y):
     event, time = y.dtype.names
     return y[event], y[time]
-
-
-# the parameter each model file format added
-ADDED_IN_FORMAT = {2: "linear_term", 3: "swa_fraction"}
-
-
-def _save_as_format(model, path, version):
-    """Save ``model`` as sksurvfusion wrote format ``version``: without the parameters
-    that later formats added."""
-    model.save(path)
-    payload = torch.load(path, weights_only=True)
-    header = json.loads(payload["header"])
-    for added_in, name in ADDED_IN_FORMAT.items():
-        if added_in > version:
-            del header["params"][name]
-    header["format"] = version
-    torch.save(payload | {"header": json.dumps(header)}, path)
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +159,10 @@ class TestFitPredict:
         ).fit(X, y)
         fused = model.score(X_test, y_test)
         mri_only = M4SurvivalEstimator(**model.get_params() | {"modalities": {"mri": "^mri__"}})
+        with pytest.warns(UserWarning, match="in no modality"):
+            mri_only.fit(X, y)
         assert fused > 0.65
-        assert fused > mri_only.fit(X, y).score(X_test, y_test) + 0.05
+        assert fused > mri_only.score(X_test, y_test) + 0.05
 
     @pytest.mark.parametrize("adapter", ["mamba", "transformer", "mlp"])
     def test_every_adapter_fits_whole_batch(self, adapter, data):
@@ -212,13 +208,67 @@ class TestReproducibleAndSafe:
         np.testing.assert_array_equal(first, second)
         assert not np.allclose(first, other)
 
-    def test_fit_leaves_global_torch_rng_alone(self, data):
+    @pytest.mark.parametrize("adapter", ["mamba", "transformer", "mlp"])
+    def test_fit_leaves_global_rngs_alone(self, data, adapter):
         X, y = data
-        torch.manual_seed(123)
-        expected = torch.rand(3)
-        torch.manual_seed(123)
-        M4SurvivalEstimator(**TINY).fit(X, y)
-        torch.testing.assert_close(torch.rand(3), expected)
+        torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()  # noqa: NPY002
+        M4SurvivalEstimator(**TINY | RANDOM_TRAINING | {"adapter": adapter}).fit(X, y)
+        assert torch.equal(torch.get_rng_state(), torch_state)
+        after = np.random.get_state()  # noqa: NPY002
+        assert after[0] == numpy_state[0]
+        np.testing.assert_array_equal(after[1], numpy_state[1])
+        assert after[2:] == numpy_state[2:]
+
+    @pytest.mark.parametrize("adapter", ["mamba", "transformer", "mlp"])
+    def test_fits_in_concurrent_threads_equal_fits_one_after_the_other(self, data, adapter):
+        X, y = data
+        params = TINY | RANDOM_TRAINING | {"adapter": adapter}
+        seeds = (0, 1)
+        alone = [
+            M4SurvivalEstimator(**params | {"random_state": s}).fit(X, y).predict(X) for s in seeds
+        ]
+        start = threading.Barrier(len(seeds) + 1)
+        done = threading.Event()
+
+        def fit(seed):
+            start.wait()
+            return M4SurvivalEstimator(**params | {"random_state": seed}).fit(X, y).predict(X)
+
+        def draw_from_the_global_generator():
+            # a neighbour thread that uses torch's global generator all along
+            start.wait()
+            while not done.is_set():
+                torch.rand(8)
+
+        neighbour = threading.Thread(target=draw_from_the_global_generator)
+        neighbour.start()
+        try:
+            with ThreadPoolExecutor(len(seeds)) as pool:
+                together = list(pool.map(fit, seeds))
+        finally:
+            done.set()
+            neighbour.join()
+        for seed, expected, got in zip(seeds, alone, together, strict=True):
+            np.testing.assert_array_equal(got, expected, err_msg=f"random_state={seed}")
+        assert not np.array_equal(alone[0], alone[1])
+
+    def test_grid_search_in_threads_is_reproducible(self, data):
+        X, y = data
+        search = GridSearchCV(
+            M4SurvivalEstimator(**TINY | RANDOM_TRAINING),
+            {"adapter": ["mamba", "mlp"]},
+            cv=KFold(2, shuffle=True, random_state=0),
+            n_jobs=2,
+        )
+        scores = []
+        for _ in range(2):
+            with joblib.parallel_backend("threading"):
+                search.fit(X, y)
+            scores.append(search.cv_results_["split0_test_score"])
+        with joblib.parallel_backend("sequential"):
+            search.fit(X, y)
+        np.testing.assert_array_equal(scores[0], scores[1])
+        np.testing.assert_array_equal(scores[0], search.cv_results_["split0_test_score"])
 
     def test_failed_fit_keeps_previous_model(self, data):
         X, y = data
@@ -241,68 +291,6 @@ class TestReproducibleAndSafe:
         np.testing.assert_array_equal(
             joblib.load(tmp_path / "model.joblib").predict(X), fitted.predict(X)
         )
-
-    def test_save_and_load_without_pickle(self, fitted, data, tmp_path):
-        X, _ = data
-        path = tmp_path / "model.pt"
-        fitted.save(path)
-        payload = torch.load(path, weights_only=True)  # refuses anything but plain data
-        assert isinstance(payload["header"], str)
-        restored = M4SurvivalEstimator.load(path)
-        np.testing.assert_array_equal(restored.predict(X), fitted.predict(X))
-        np.testing.assert_array_equal(
-            restored.predict_survival_function(X, return_array=True),
-            fitted.predict_survival_function(X, return_array=True),
-        )
-        np.testing.assert_array_equal(restored.risk_cutpoints_, fitted.risk_cutpoints_)
-        assert restored.get_params() == fitted.get_params()
-
-    @pytest.mark.parametrize(
-        "params",
-        [
-            # numpy integers, as np.arange or scipy.stats.randint give them
-            {"random_state": np.int64(0), "d_model": np.int64(8)},
-            {"modalities": {"t": slice(0, 24), "pathology": slice(24, None)}},
-            {"modalities": {"t": np.arange(24), "pathology": pd.RangeIndex(24, 40)}},
-            {"modalities": {"t": range(24), "pathology": (24, 25, 26, *range(27, 40))}},
-            {"modalities": {"t": "^t[12]__", "pathology": ["pathology__uni2h__0"]}},
-        ],
-        ids=["numpy-integers", "slices", "arrays", "ranges-and-tuples", "regex-and-names"],
-    )
-    def test_save_parameters_of_every_accepted_kind(self, data, tmp_path, params):
-        X, y = data
-        model = M4SurvivalEstimator(**TINY | params).fit(X, y)
-        model.save(tmp_path / "model.pt")
-        restored = M4SurvivalEstimator.load(tmp_path / "model.pt")
-        np.testing.assert_array_equal(restored.predict(X), model.predict(X))
-        # the parameters mean the same: a refit gives the same model
-        refit = M4SurvivalEstimator(**restored.get_params()).fit(X, y)
-        np.testing.assert_array_equal(refit.predict(X), model.predict(X))
-        assert list(restored.modalities_) == list(model.modalities_)
-
-    def test_save_names_a_parameter_it_cannot_store(self, fitted, tmp_path):
-        model = pickle.loads(pickle.dumps(fitted))
-        model.set_params(modalities={"t": 2j})
-        with pytest.raises(TypeError, match=r"parameter modalities\['t'\]=2j: a complex"):
-            model.save(tmp_path / "model.pt")
-
-    @pytest.mark.parametrize("version", [1, 2])
-    def test_load_older_file_formats(self, data, tmp_path, version):
-        X, y = data
-        # format 1 files hold networks without the linear term
-        model = M4SurvivalEstimator(**TINY | {"linear_term": version > 1}).fit(X, y)
-        path = tmp_path / "model.pt"
-        _save_as_format(model, path, version)
-        restored = M4SurvivalEstimator.load(path)
-        assert restored.linear_term is (version > 1)
-        assert restored.swa_fraction == 0  # those versions trained without averaging
-        np.testing.assert_array_equal(restored.predict(X), model.predict(X))
-
-    def test_unknown_file_format(self, fitted, tmp_path):
-        path = tmp_path / "model.pt"
-        _save_as_format(fitted, path, 99)
-        with pytest.raises(ValueError, match="unsupported model file format 99"):
-            M4SurvivalEstimator.load(path)
 
 
 class TestMissingModalities:
@@ -327,8 +315,91 @@ class TestMissingModalities:
         expected = fitted.predict(X_nan)
         # the same rows predicted among others with t2 present: batch composition is irrelevant
         mixed = pd.concat([X_nan, X.iloc[5:20]])
-        np.testing.assert_allclose(fitted.predict(mixed)[:5], expected, rtol=1e-6)
+        # float32 kernels blocked for another batch size: rounding differences only
+        assert_close_to_scale(fitted.predict(mixed)[:5], expected, rel=2e-5)
         assert not np.allclose(expected, fitted.predict(X.iloc[:5]))
+
+
+class TestMessagesThatNameTheProblem:
+    """Ordinary first attempts get a message that says what is wrong and what to do."""
+
+    def test_nan_errors_name_index_labels(self, data):
+        X, y = data
+        X = X.set_axis([f"P{i:03d}" for i in range(len(X))])
+        X.iloc[7, 0] = np.nan
+        with pytest.raises(ValueError, match=r"'t1' has NaN in only some .* rows \[P007\]"):
+            M4SurvivalEstimator(**TINY).fit(X, y)
+
+    def test_nan_at_predict_names_index_labels(self, fitted, data):
+        X, _ = data
+        X = X.iloc[:20].set_axis([f"P{i:03d}" for i in range(20)])
+        X.iloc[[3, 11], 30] = np.nan
+        with pytest.raises(ValueError, match=r"'pathology' .* rows \[P003, P011\].*impute_partial"):
+            fitted.predict(X)
+
+    def test_score_with_a_dataframe_target(self, fitted, data):
+        X, y = data
+        event, time = fields(y)
+        frame = pd.DataFrame({"event": event, "time": time})
+        with pytest.raises(ValueError, match=r"y must be a structured array.*Surv.from_dataframe"):
+            fitted.score(X, frame)
+
+    def test_time_before_event(self, data):
+        X, y = data
+        event, time = fields(y)
+        swapped = np.rec.fromarrays([time, event], names="time,event").view(np.ndarray)
+        with pytest.raises(
+            ValueError, match=r"first field 'time' \(float64\) is read as the event"
+        ):
+            M4SurvivalEstimator(**TINY).fit(X, swapped)
+
+    def test_integer_event(self, data):
+        X, y = data
+        event, time = fields(y)
+        as_int = np.rec.fromarrays([event.astype(int), time], names="dead,months").view(np.ndarray)
+        with pytest.raises(ValueError, match=r"'dead'.* 0/1 .*event.astype\(bool\)"):
+            M4SurvivalEstimator(**TINY).fit(X, as_int)
+
+    def test_categorical_column(self, data):
+        X, y = data
+        X = X.assign(clinical__stage=pd.Categorical(np.resize(["I", "II", "III"], len(X))))
+        with pytest.raises(ValueError, match=r"'clinical__stage' \(category\)\. Encode"):
+            M4SurvivalEstimator(**TINY).fit(X, y)
+
+    def test_dropped_modality_at_predict(self, fitted, data):
+        X, _ = data
+        dropped = X.loc[:, ~X.columns.str.startswith("pathology__")]
+        match = r"yet now missing(.|\n)*'pathology' \(16 of 16 columns\)(.|\n)*NaN in all"
+        with pytest.raises(ValueError, match=match):
+            fitted.predict(dropped)
+        with (
+            pytest.warns(UserWarning, match="valid feature names"),
+            pytest.raises(ValueError, match=r"expecting 40 features(.|\n)*'pathology'"),
+        ):
+            fitted.predict(dropped.to_numpy())
+
+    def test_column_transformer_prefix_merging_modalities_warns(self, data):
+        X, y = data
+        scale_all = ColumnTransformer([("scale", StandardScaler(), list(X.columns))])
+        Xt = scale_all.set_output(transform="pandas").fit_transform(X)
+        with pytest.warns(UserWarning, match=r"one modality 'scale'.*verbose_feature_names_out"):
+            model = M4SurvivalEstimator(**TINY).fit(Xt, y)
+        assert list(model.modalities_) == ["scale"]
+        scale_all.set_params(verbose_feature_names_out=False)
+        Xt = scale_all.set_output(transform="pandas").fit_transform(X)
+        assert list(M4SurvivalEstimator(**TINY).fit(Xt, y).modalities_) == list(WIDTHS)
+
+    def test_wide_array_as_one_token_warns(self, data):
+        X, y = data
+        wide = np.hstack([X.to_numpy()] * 5)  # 200 columns, no names
+        with pytest.warns(UserWarning, match="no column names, so all its 200 columns form one"):
+            M4SurvivalEstimator(**TINY).fit(wide, y)
+
+    def test_columns_left_out_of_modalities_warn(self, data):
+        X, y = data
+        with pytest.warns(UserWarning, match=r"leaves 16 of the 40 columns .* in no modality"):
+            model = M4SurvivalEstimator(**TINY, modalities={"mri": "^t[12]__"}).fit(X, y)
+        assert list(model.modalities_) == ["mri"]
 
 
 class TestBadInput:
@@ -348,7 +419,7 @@ class TestBadInput:
             (
                 lambda X, y: (X.astype(object).assign(**{"t1__medimageinsight__1": "a"}), y),
                 ValueError,
-                "could not convert string to float",
+                r"not numeric: 't1__medimageinsight__1' \(object\)\. Encode them",
             ),
             (
                 lambda X, y: (X.mask(np.repeat((X.index == 2)[:, None], X.shape[1], 1)), y),
@@ -498,7 +569,7 @@ class TestWeightAveraging:
         assert len(snapshots) == 5
         for k, param in enumerate(model.net_.module_.parameters()):
             expected = torch.stack([epoch[k] for epoch in snapshots[-averaged:]]).mean(0)
-            torch.testing.assert_close(param.detach(), expected)
+            assert_close_to_scale(param, expected)  # a running mean against one mean
         # the average is what predicts, and the Breslow baseline is fitted on it
         X, y = data
         np.testing.assert_allclose(
@@ -517,7 +588,7 @@ class TestWeightAveraging:
         assert len(snapshots) == run
         for k, param in enumerate(model.net_.module_.parameters()):
             last = snapshots[-round(0.5 * run) :]
-            torch.testing.assert_close(param.detach(), torch.stack([e[k] for e in last]).mean(0))
+            assert_close_to_scale(param, torch.stack([e[k] for e in last]).mean(0))
 
     def test_zero_keeps_the_last_weights(self, data):
         from skorch.callbacks import Callback
@@ -545,7 +616,7 @@ class TestWeightAveraging:
         model.fit(*data)
         for k, param in enumerate(at_end.weights):
             expected = torch.stack([epoch[k] for epoch in snapshots[-2:]]).mean(0)
-            torch.testing.assert_close(param, expected)  # round(0.7 * 3) epochs
+            assert_close_to_scale(param, expected)  # round(0.7 * 3) epochs
 
     def test_not_with_early_stopping(self, data):
         model = M4SurvivalEstimator(
@@ -594,11 +665,15 @@ class TestTrainingLoop:
             risk = reference(**inputs)
             net.criterion_(risk, target).backward()
             optimizer.step()
+        # The fused AdamW kernel rounds differently from the one-tensor loop, and Adam's
+        # step divides by the root of the squared gradients, so a parameter near zero
+        # differs on the scale of the network's parameters, not its own.
+        scale = max(p.abs().max().item() for p in reference.parameters())
         for (name, trained), expected in zip(
             net.module_.named_parameters(), reference.parameters(), strict=True
         ):
-            torch.testing.assert_close(trained, expected, rtol=1e-5, atol=1e-6, msg=name)
-            torch.testing.assert_close(trained.grad, expected.grad, msg=name)
+            assert_close_to_scale(trained, expected, scale=scale, msg=name)
+            assert_close_to_scale(trained.grad, expected.grad, rel=1e-4, msg=name)
 
     def test_training_goes_on_from_replaced_parameters(self, data):
         # unpickling or module.to() give parameters new tensors: the next fit must
