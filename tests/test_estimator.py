@@ -548,16 +548,16 @@ class TestWeightAveraging:
 
     @staticmethod
     def _record_epochs(monkeypatch):
-        from sksurvfusion import estimator
+        from sksurvfusion import _training
 
         snapshots = []
-        original = estimator._WeightAveraging.on_epoch_end
+        original = _training._WeightAveraging.on_epoch_end
 
         def on_epoch_end(self, net, **kwargs):
             snapshots.append([p.detach().clone() for p in net.module_.parameters()])
             return original(self, net, **kwargs)
 
-        monkeypatch.setattr(estimator._WeightAveraging, "on_epoch_end", on_epoch_end)
+        monkeypatch.setattr(_training._WeightAveraging, "on_epoch_end", on_epoch_end)
         return snapshots
 
     # round(fraction * 5) epochs; fewer than two keep the last weights
