@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import ClassVar
@@ -68,7 +69,7 @@ class _PartialGapImputer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
 
 class ModalityPreprocessor(TransformerMixin, BaseEstimator):
-    """Standardise each modality, reduce the wide ones by PCA, and impute missing ones.
+    """Standardise each modality and reduce the wide ones by PCA.
 
     The modalities are read from ``X``'s columns when fitting (as
     :class:`~sksurvfusion.M4SurvivalEstimator` does), and one pipeline per
@@ -78,18 +79,22 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
        the gaps of rows that have the modality (see below);
     2. :class:`~sklearn.preprocessing.StandardScaler`, fitted on the rows where
        the modality is present (it ignores NaN);
-    3. :class:`~sklearn.impute.SimpleImputer` with the constant 0: a missing
-       modality (all its columns NaN in a row) gets the training mean of every
-       column, which is 0 after scaling;
-    4. :class:`~sklearn.decomposition.PCA` to ``n_components`` components, only
+    3. :class:`~sklearn.decomposition.PCA` to ``n_components`` components, only
        for a modality with more columns than ``n_components``; with ``whiten=True``
        the components are scaled to unit variance, like the other columns.
 
-    For each modality missing in some training row, one indicator column (1 where
-    the modality is missing) is added, so that a linear model can learn a hazard
-    for "modality not acquired": one indicator per modality, not one per column as
-    ``SimpleImputer(add_indicator=True)`` would give. A modality missing only at
-    transform time is imputed without an indicator.
+    A missing modality (all its columns NaN in a row) takes no part in fitting
+    the scaling and the components. With ``missing="nan"``, the default, it
+    stays NaN in all its output columns, so that an
+    :class:`~sksurvfusion.M4SurvivalEstimator` after it still masks the modality's
+    token. With ``missing="impute"`` (for linear models, as in
+    :func:`make_cox_baseline`) it gets the training mean of every column, which is
+    0 after scaling, and for each modality missing in some training row one
+    indicator column (1 where the modality is missing) is added, so that a linear
+    model can learn a hazard for "modality not acquired": one indicator per
+    modality, not one per column as ``SimpleImputer(add_indicator=True)`` would
+    give. A modality missing only at transform time is imputed without an
+    indicator.
 
     NaN in only some columns of a modality (a partial gap, such as a stage field
     missing for a few patients) is an error by default, as for the fusion model.
@@ -123,6 +128,10 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         Scale the principal components to unit variance. Unscaled, the first
         components of a wide modality have standard deviations of tens and
         dominate both a penalised linear model and a network's first layer.
+    missing : {"nan", "impute"}, default="nan"
+        What a missing modality becomes: NaN in all its output columns, for the
+        fusion network, which masks it; or imputed with an indicator column, for
+        models that cannot take NaN.
     impute_partial : {"mean", "median", "most_frequent"} or None, default=None
         How to fill partial gaps: NaN in some, not all, of a modality's columns
         in a row. ``None`` raises an error that names the modality and rows, so
@@ -170,10 +179,18 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
     ... )
     >>> prep = ModalityPreprocessor(n_components=4).fit(X)
     >>> prep.get_feature_names_out().tolist()  # doctest: +NORMALIZE_WHITESPACE
+    ['mri__pc0', 'mri__pc1', 'mri__pc2', 'mri__pc3', 'clinical__0', 'clinical__1',
+     'clinical__2']
+    >>> Xt = prep.transform(X)
+    >>> bool((Xt["mri__pc0"].isna() == X["mri__0"].isna()).all())  # no MRI stays no MRI
+    True
+
+    For a linear model, impute missing modalities and flag them:
+
+    >>> prep = ModalityPreprocessor(n_components=4, missing="impute").fit(X)
+    >>> prep.get_feature_names_out().tolist()  # doctest: +NORMALIZE_WHITESPACE
     ['mri__pc0', 'mri__pc1', 'mri__pc2', 'mri__pc3', 'mri__missing',
      'clinical__0', 'clinical__1', 'clinical__2']
-    >>> prep.transform(X).shape
-    (40, 8)
 
     A clinical field missing for one patient:
 
@@ -183,7 +200,7 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
     ...
     ValueError: modality 'clinical' has NaN in only some of its columns in rows [3]; ...
     >>> Xt = ModalityPreprocessor(n_components=4, impute_partial="mean").fit_transform(X)
-    >>> bool(Xt.notna().all(axis=None))
+    >>> bool(Xt.filter(like="clinical__").notna().all(axis=None))
     True
     """
 
@@ -191,6 +208,7 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         "modalities": [Mapping, None],
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "whiten": ["boolean"],
+        "missing": [StrOptions({"nan", "impute"})],
         "impute_partial": [StrOptions(set(_IMPUTE_STRATEGIES)), None],
         "random_state": ["random_state"],
     }
@@ -201,12 +219,14 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         *,
         n_components: int = _DEFAULT_N_COMPONENTS,
         whiten: bool = True,
+        missing: str = "nan",
         impute_partial: str | None = None,
         random_state=None,
     ) -> None:
         self.modalities = modalities
         self.n_components = n_components
         self.whiten = whiten
+        self.missing = missing
         self.impute_partial = impute_partial
         self.random_state = random_state
 
@@ -234,6 +254,7 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
 
         transformers = []
         output_names = []
+        widths = []
         for j, (name, columns) in enumerate(modalities.items()):
             if not present[:, j].any():
                 raise ValueError(
@@ -273,10 +294,12 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
             else:
                 output_names.extend(_column_names(name, columns, names))
             transformers.append((name, Pipeline(steps), columns))
-            if not present[:, j].all():
+            widths.append(len(output_names) - sum(widths))
+            if self.missing == "impute" and not present[:, j].all():
                 # ":" cannot occur in a transformer name that set_params must split on "__"
                 transformers.append((f"{name}:missing", _ModalityMissingIndicator(), columns))
                 output_names.append(f"{name}{SEPARATOR}missing")
+                widths[-1] += 1
 
         self.modalities_ = modalities
         # The inner steps see arrays sliced from X, not X's names: under a global
@@ -286,6 +309,7 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         inner = ColumnTransformer(transformers, remainder="drop").set_output(transform="default")
         self.transformer_ = inner.fit(X)
         self._output_names = np.asarray(output_names, dtype=object)
+        self._output_widths = widths
         return self
 
     def transform(self, X):
@@ -307,8 +331,12 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", reset=False
         )
-        self._presence(X, self.modalities_, _row_labels(index, X.shape[0]))
+        present = self._presence(X, self.modalities_, _row_labels(index, X.shape[0]))
         Xt = self.transformer_.transform(X)
+        if self.missing == "nan" and not present.all():
+            starts = np.cumsum([0, *self._output_widths])
+            for j, (start, stop) in enumerate(itertools.pairwise(starts)):
+                Xt[~present[:, j], start:stop] = np.nan
         if self._output_is_unconfigured():
             return pd.DataFrame(Xt, index=index, columns=self.get_feature_names_out())
         return Xt
@@ -492,6 +520,7 @@ def make_cox_baseline(
                 ModalityPreprocessor(
                     modalities,
                     n_components=n_components,
+                    missing="impute",
                     impute_partial=impute_partial,
                     random_state=random_state,
                 ),

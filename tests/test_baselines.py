@@ -14,9 +14,10 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sksurv.functions import StepFunction
 from sksurv.linear_model import CoxnetSurvivalAnalysis, CoxPHSurvivalAnalysis
 
-from sksurvfusion import baselines
+from sksurvfusion import M4SurvivalEstimator, baselines
 from sksurvfusion.baselines import ModalityPreprocessor, make_cox_baseline
 from sksurvfusion.datasets import load_breast_cancer, make_multimodal_survival
+from sksurvfusion.modality import modality_mask
 from sksurvfusion.model_selection import SurvivalStratifiedKFold
 
 
@@ -223,6 +224,26 @@ class TestModalityPreprocessor:
         assert isinstance(Xt, pd.DataFrame)
         assert Xt.columns[:2].tolist() == ["genes__pc0", "genes__pc1"]
 
+    def test_missing_modality_stays_nan_for_the_network(self, with_missing):
+        X, y = with_missing
+        absent = X.filter(like="a__").isna().all(axis=1).to_numpy()
+        prep = ModalityPreprocessor(n_components=4).fit(X)
+        Xt = prep.transform(X)
+        assert "a__missing" not in Xt.columns
+        assert Xt.filter(like="a__").isna().all(axis=1).to_numpy().tolist() == absent.tolist()
+        # the present rows are those of the imputing variant, which fits on the same rows
+        imputed = ModalityPreprocessor(n_components=4, missing="impute").fit_transform(X)
+        np.testing.assert_allclose(
+            Xt[~absent].to_numpy(), imputed.drop(columns="a__missing")[~absent].to_numpy()
+        )
+        # so the fusion network after it masks the modality's token
+        model = make_pipeline(
+            ModalityPreprocessor(n_components=4),
+            M4SurvivalEstimator(d_model=8, max_epochs=1, random_state=0),
+        ).fit(X, y)
+        mask = modality_mask(model[0].transform(X).to_numpy(np.float32), model[-1].modalities_)
+        assert (~mask[:, 0]).tolist() == absent.tolist()
+
     def test_wrong_number_of_columns_at_transform(self, breast_cancer):
         X, _ = breast_cancer
         prep = ModalityPreprocessor().fit(X.to_numpy())
@@ -274,7 +295,9 @@ class TestPartialGaps:
     def test_matches_simple_imputer_then_scaler(self, with_gaps, strategy):
         X, _, clinical = with_gaps
         train, test = X.iloc[:150], X.iloc[150:]
-        prep = ModalityPreprocessor(n_components=5, impute_partial=strategy).fit(train)
+        prep = ModalityPreprocessor(n_components=5, missing="impute", impute_partial=strategy).fit(
+            train
+        )
         absent = train[clinical].isna().all(axis=1).to_numpy()
         # the oracle: scikit-learn's imputer and scaler on the rows that have the modality
         imputer = SimpleImputer(strategy=strategy).fit(train.loc[~absent, clinical])
