@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import offset_copy
+from sklearn.pipeline import Pipeline
 from sksurv.compare import compare_survival
 from sksurv.nonparametric import kaplan_meier_estimator
 
@@ -35,9 +36,14 @@ def _new_axes(figsize: tuple[float, float]) -> Axes:
 def _risk_groups(estimator, X) -> np.ndarray:
     if hasattr(estimator, "predict_risk_group"):
         return np.asarray(estimator.predict_risk_group(X), dtype=int)
-    # Models without training cut points (a scikit-survival pipeline): tertiles of X's risks.
     risk = np.asarray(estimator.predict(X), dtype=np.float64)
-    return np.digitize(risk, np.percentile(risk, [100 / 3, 200 / 3])).astype(int)
+    # A pipeline ending in the fusion model keeps that model's training cut points.
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else None
+    cutpoints = getattr(final, "risk_cutpoints_", None)
+    if cutpoints is None:
+        # no training cut points (a Cox pipeline): X's own 33rd and 66th percentiles
+        cutpoints = np.percentile(risk, [33.0, 66.0])
+    return np.digitize(risk, cutpoints).astype(int)
 
 
 def _format_pvalue(pvalue: float) -> str:
@@ -50,10 +56,12 @@ def plot_risk_groups(
 ) -> Axes:
     """Kaplan-Meier curves of the predicted low, intermediate and high risk groups.
 
-    Patients are grouped by ``estimator.predict_risk_group(X)`` (cut at the
-    training risks' tertiles for :class:`~sksurvfusion.M4SurvivalEstimator`); a
-    model without that method (such as :func:`~sksurvfusion.make_cox_baseline`) is
-    cut at the tertiles of its risks on ``X``. Each group gets its Kaplan-Meier
+    Patients are grouped by ``estimator.predict_risk_group(X)``: cut at the 33rd
+    and 66th percentiles of the training risks for
+    :class:`~sksurvfusion.M4SurvivalEstimator`, also at the end of a
+    :class:`~sklearn.pipeline.Pipeline`; a model without training cut points (such
+    as :func:`~sksurvfusion.make_cox_baseline`) is cut at the same percentiles of
+    its risks on ``X``. Each group gets its Kaplan-Meier
     curve with a pointwise log-log confidence band, the table of patients at risk
     is written under the time axis, and the legend's title gives the p-value of
     the log-rank test of equal survival across the groups.

@@ -7,6 +7,8 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PolyCollection
 from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sksurv.compare import compare_survival
 from sksurv.util import Surv
 
@@ -120,13 +122,33 @@ class TestPlotRiskGroups:
             assert line.get_ydata()[0] == 1
             assert np.all(np.diff(line.get_ydata()) <= 0)
 
-    def test_model_without_risk_groups_uses_tertiles(self, breast_cancer, cox):
+    def test_model_without_risk_groups_uses_percentiles_of_its_risks(self, breast_cancer, cox):
         X, y = breast_cancer
+        risk = cox.predict(X)
+        counts = np.bincount(np.digitize(risk, np.percentile(risk, [33, 66])), minlength=3)
         ax = plot_risk_groups(cox, X, y)
         assert [line.get_label() for line in curves(ax)] == [
-            "Low risk (n=66)",
-            "Intermediate risk (n=66)",
-            "High risk (n=66)",
+            f"{name} risk (n={n})"
+            for name, n in zip(["Low", "Intermediate", "High"], counts, strict=True)
+        ]
+
+    def test_pipeline_ending_in_the_fusion_model_uses_its_training_cut_points(self):
+        X, y = make_multimodal_survival(120, modalities={"a": 6, "b": 6}, random_state=0)
+        pipe = make_pipeline(
+            StandardScaler().set_output(transform="pandas"),
+            M4SurvivalEstimator(d_model=8, max_epochs=2, random_state=0),
+        ).fit(X[:80], y[:80])
+        expected = np.bincount(
+            np.digitize(pipe.predict(X[80:]), pipe[-1].risk_cutpoints_), minlength=3
+        )
+        by_model = np.bincount(pipe[-1].predict_risk_group(pipe[0].transform(X[80:])), minlength=3)
+        np.testing.assert_array_equal(expected, by_model)
+        ax = plot_risk_groups(pipe, X[80:], y[80:])
+        labels = [line.get_label() for line in curves(ax)]
+        assert labels == [
+            f"{name} risk (n={n})"
+            for name, n in zip(["Low", "Intermediate", "High"], expected, strict=True)
+            if n > 0
         ]
 
     def test_a_single_group_has_no_test(self):
