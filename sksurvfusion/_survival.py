@@ -56,14 +56,12 @@ def check_survival_target(
             + hint
         )
     _check_field_order(y)
+    _check_times(y)
     try:
         event, time = check_y_survival(y, allow_all_censored=allow_all_censored)
     except ValueError as exc:
         raise ValueError(f"Invalid survival target y: {exc}") from exc
     time = np.asarray(time, dtype=np.float64)
-    if not np.all(np.isfinite(time)):
-        bad = np.flatnonzero(~np.isfinite(time))[:5].tolist()
-        raise ValueError(f"Invalid survival target y: infinite observed time in rows {bad}")
     if n_samples is not None and event.shape[0] != n_samples:
         raise ValueError(f"y has {event.shape[0]} samples but X has {n_samples}: they must match")
     return event.astype(bool, copy=False), time
@@ -80,10 +78,15 @@ def _check_field_order(y: np.ndarray) -> None:
     first, second = y.dtype[0], y.dtype[1]
     if first.kind == "b":
         return
-    if second.kind == "b":
+    if second.kind == "b" or (
+        second.kind in "iuf"
+        and np.isin(y[names[1]], [0, 1]).all()
+        and not np.isin(y[names[0]], [0, 1]).all()
+    ):
         raise ValueError(
             f"y's first field {names[0]!r} ({first}) is read as the event indicator and its "
-            f"second field {names[1]!r} (bool) as the observed time: the event comes first. "
+            f"second field {names[1]!r} ({second}, 0/1 values) as the observed time: the "
+            "event comes first. "
             "Build y with sksurv.util.Surv.from_arrays(event, time)"
         )
     values = y[names[0]]
@@ -93,3 +96,24 @@ def _check_field_order(y: np.ndarray) -> None:
             f"{first}: it must be boolean. Build y with "
             "sksurv.util.Surv.from_arrays(event.astype(bool), time)"
         )
+
+
+def _check_times(y: np.ndarray) -> None:
+    """NaN, infinite and negative observed times, with the rows that hold them."""
+    name = y.dtype.names[1]
+    if y.dtype[1].kind not in "iuf":
+        return  # scikit-survival's own check names the dtype
+    time = y[name].astype(np.float64)
+    for problem, bad in (
+        ("NaN", np.isnan(time)),
+        ("infinite", np.isinf(time)),
+        ("negative", time < 0),
+    ):
+        if bad.any():
+            rows = np.flatnonzero(bad)
+            shown = ", ".join(str(r) for r in rows[:5])
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            raise ValueError(
+                f"Invalid survival target y: its time field {name!r} is {problem} in rows "
+                f"[{shown}]{more} (positions); every patient needs an observed time >= 0"
+            )

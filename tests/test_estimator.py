@@ -360,6 +360,22 @@ class TestMessagesThatNameTheProblem:
         with pytest.raises(ValueError, match=r"'dead'.* 0/1 .*event.astype\(bool\)"):
             M4SurvivalEstimator(**TINY).fit(X, as_int)
 
+    def test_time_before_integer_event(self, data):
+        X, y = data
+        event, time = fields(y)
+        swapped = np.rec.fromarrays([time, event.astype(int)], names="time,event")
+        with pytest.raises(ValueError, match=r"second field 'event' \(int64, 0/1 values\)"):
+            M4SurvivalEstimator(**TINY).fit(X, swapped.view(np.ndarray))
+
+    @pytest.mark.parametrize(("value", "problem"), [(np.nan, "NaN"), (np.inf, "infinite")])
+    def test_bad_time_names_its_rows(self, data, value, problem):
+        X, y = data
+        event, time = fields(y)
+        time = time.copy()
+        time[[3, 9]] = value
+        with pytest.raises(ValueError, match=rf"'time' is {problem} in rows \[3, 9\]"):
+            M4SurvivalEstimator(**TINY).fit(X, Surv.from_arrays(event, time))
+
     def test_categorical_column(self, data):
         X, y = data
         X = X.assign(clinical__stage=pd.Categorical(np.resize(["I", "II", "III"], len(X))))
@@ -430,7 +446,7 @@ class TestBadInput:
             (
                 lambda X, y: (X, Surv.from_arrays(fields(y)[0], -fields(y)[1])),
                 ValueError,
-                "smaller zero",
+                r"time field .* is negative in rows \[0, 1, 2, 3, 4\] and 155 more",
             ),
             (lambda X, y: (X, y[:10]), ValueError, "y has 10 samples but X has 160"),
         ],
