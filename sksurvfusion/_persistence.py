@@ -328,9 +328,9 @@ def save_pipeline(pipeline: object, path: str | os.PathLike) -> None:
         A fitted :class:`~sklearn.pipeline.Pipeline`, a search's
         ``best_estimator_``, or any estimator (or container of estimators)
         that skops can store once its M4SurvivalEstimator objects are replaced
-        by their model files. A fitted search itself also holds its splitter
-        and scorer, which :func:`load_pipeline` does not build: save its
-        ``best_estimator_``. A warning names any type that
+        by their model files. A fitted search itself is refused, since it also
+        holds its scorer: save its ``best_estimator_``. A warning names any
+        type that
         :func:`load_pipeline` builds only when passed in ``trusted``.
     path : str or path-like
         The file to write; by skops' convention its name ends in ``.skops``.
@@ -360,6 +360,13 @@ def save_pipeline(pipeline: object, path: str | os.PathLike) -> None:
     True
     """
     skops_io = _skops_io("save_pipeline")
+    if hasattr(pipeline, "best_estimator_") and hasattr(pipeline, "cv_results_"):
+        raise ValueError(
+            f"save_pipeline got a fitted {type(pipeline).__name__}, which also holds its "
+            "splitter and scorer, objects that load_pipeline does not build: save the "
+            "refitted model, save_pipeline(search.best_estimator_, path), and keep "
+            "search.cv_results_ as a table (pandas.DataFrame(search.cv_results_).to_csv)"
+        )
     # estimator.py imports this module
     from sksurvfusion.estimator import M4SurvivalEstimator
 

@@ -398,6 +398,8 @@ class TestPipelineFile:
         restored = load_pipeline(tmp_path / "best.skops")
         assert restored.get_params()["select__models"] == search.best_params_["select__models"]
         _assert_same_predictions(restored, search.best_estimator_, X, y)
+        with pytest.raises(ValueError, match=r"save_pipeline\(search.best_estimator_, path\)"):
+            save_pipeline(search, tmp_path / "search.skops")
 
     def test_scikit_survival_baseline(self, data, tmp_path):
         X, y = data
