@@ -64,7 +64,7 @@ def resolve_modalities(
     if modalities is None:
         resolved = _modalities_from_prefixes(feature_names, n_features)
         if warn:
-            _warn_single_modality(resolved, feature_names, n_features)
+            _warn_layout(resolved, feature_names, n_features)
         return resolved
     if not isinstance(modalities, Mapping) or len(modalities) == 0:
         raise ValueError(
@@ -99,24 +99,41 @@ def resolve_modalities(
     return resolved
 
 
-def _warn_single_modality(resolved, feature_names, n_features) -> None:
+def _warn_nested_names(resolved, feature_names) -> None:
+    """Warn about modalities whose columns name several kinds at the second ``"__"`` level:
+    a ColumnTransformer's transformer name before the modalities, or several foundation
+    models in one token."""
+    mixed = {}
+    for name, columns in resolved.items():
+        parts = [str(feature_names[c]).split(SEPARATOR) for c in columns]
+        inner = sorted({p[1] for p in parts if len(p) >= 3})
+        if len(inner) > 1:
+            mixed[name] = inner
+    if not mixed:
+        return
+    listing = "; ".join(
+        f"{name!r} holds {', '.join(inner[:4])}{', ...' if len(inner) > 4 else ''}"
+        for name, inner in mixed.items()
+    )
+    warnings.warn(
+        f"modalities whose column names hold several kinds at their second '__' level, each "
+        f"read as one token: {listing}. If these are modalities that a ColumnTransformer "
+        "prefixed with its transformer's name, pass verbose_feature_names_out=False to it "
+        "or use one transformer per modality; if they are embeddings of several foundation "
+        "models, keep one per modality with ModalitySelector; to fuse them on purpose, give "
+        "modalities={name: columns}",
+        UserWarning,
+        stacklevel=4,
+    )
+
+
+def _warn_layout(resolved, feature_names, n_features) -> None:
+    if feature_names is not None and _SINGLE_MODALITY not in resolved:
+        _warn_nested_names(resolved, feature_names)
     if len(resolved) != 1:
         return
     (name,) = resolved
-    if feature_names is not None and name != _SINGLE_MODALITY:
-        inner = {str(c).split(SEPARATOR)[1] for c in feature_names if str(c).count(SEPARATOR) >= 2}
-        if len(inner) > 1:
-            levels = ", ".join(sorted(inner)[:5])
-            warnings.warn(
-                f"all {n_features} columns form one modality {name!r} (one token), although "
-                f"their names hold a second '__' level ({levels}, ...): a ColumnTransformer "
-                f"puts its transformer's name {name!r} before every column. Pass "
-                "verbose_feature_names_out=False to the ColumnTransformer, use one "
-                "transformer per modality, or give modalities={name: columns}",
-                UserWarning,
-                stacklevel=4,
-            )
-    elif name == _SINGLE_MODALITY and n_features >= _WIDE_SINGLE_MODALITY:
+    if name == _SINGLE_MODALITY and n_features >= _WIDE_SINGLE_MODALITY:
         source = (
             "X has no column names"
             if feature_names is None

@@ -394,16 +394,31 @@ class TestMessagesThatNameTheProblem:
         ):
             fitted.predict(dropped.to_numpy())
 
-    def test_column_transformer_prefix_merging_modalities_warns(self, data):
+    @pytest.mark.parametrize("split", [False, True])
+    def test_column_transformer_prefix_merging_modalities_warns(self, data, split):
         X, y = data
-        scale_all = ColumnTransformer([("scale", StandardScaler(), list(X.columns))])
-        Xt = scale_all.set_output(transform="pandas").fit_transform(X)
-        with pytest.warns(UserWarning, match=r"one modality 'scale'.*verbose_feature_names_out"):
+        mri = [c for c in X.columns if c.startswith(("t1__", "t2__"))]
+        pathology = [c for c in X.columns if c.startswith("pathology__")]
+        transformers = (
+            [("emb", StandardScaler(), mri), ("path", StandardScaler(), pathology)]
+            if split
+            else [("emb", StandardScaler(), mri + pathology)]
+        )
+        scale = ColumnTransformer(transformers).set_output(transform="pandas")
+        Xt = scale.fit_transform(X)
+        kinds = "t1, t2" if split else "pathology, t1, t2"
+        with pytest.warns(UserWarning, match=rf"'emb' holds {kinds}.*verbose_feature_names_out"):
             model = M4SurvivalEstimator(**TINY).fit(Xt, y)
-        assert list(model.modalities_) == ["scale"]
-        scale_all.set_params(verbose_feature_names_out=False)
-        Xt = scale_all.set_output(transform="pandas").fit_transform(X)
+        assert list(model.modalities_) == (["emb", "path"] if split else ["emb"])
+        Xt = scale.set_params(verbose_feature_names_out=False).fit_transform(X)
         assert list(M4SurvivalEstimator(**TINY).fit(Xt, y).modalities_) == list(WIDTHS)
+
+    def test_partial_gap_of_an_unnamed_table_says_the_names_were_lost(self, data):
+        X, y = data
+        values = X.to_numpy().copy()
+        values[:20, -16:] = np.nan  # pathology missing, but X no longer says so
+        with pytest.raises(ValueError, match=r"only some(.|\n)*no '<modality>__' column names"):
+            M4SurvivalEstimator(**TINY).fit(values, y)
 
     def test_wide_array_as_one_token_warns(self, data):
         X, y = data
