@@ -6,6 +6,7 @@ import argparse
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -110,6 +111,12 @@ def _add_study_options(parser: argparse.ArgumentParser, default_output: str) -> 
         help="cross-validation folds (overrides --quick)",
     )
     parser.add_argument(
+        "--repeats",
+        type=_whole_number(1),
+        metavar="R",
+        help="repetitions of the cross-validation with other folds (overrides --quick)",
+    )
+    parser.add_argument(
         "--seed",
         type=_whole_number(0, _MAX_SEED),
         default=0,
@@ -130,6 +137,8 @@ def _study_size(args) -> dict:
     size = dict(_QUICK if args.quick else _FULL)
     if args.splits is not None:
         size["n_splits"] = args.splits
+    if args.repeats is not None:
+        size["n_repeats"] = args.repeats
     if args.epochs is not None:
         size["max_epochs"] = args.epochs
     return size
@@ -412,19 +421,22 @@ def _run(args, X, y, title: str, modalities=None, foundation_models=None) -> int
         f"{epochs} training epoch{'s' if epochs != 1 else ''} per network"
     )
     start = time.perf_counter()
-    result = run_study(
-        X,
-        y,
-        args.output,
-        models=models,
-        n_splits=size["n_splits"],
-        n_repeats=size["n_repeats"],
-        heldout_model=heldout,
-        title=title,
-        progress=not args.no_progress,
-        random_state=args.seed,
-        modalities=modalities,
-    )
+    with warnings.catch_warnings():
+        # the listing above already names the columns in no modality
+        warnings.filterwarnings("ignore", message="modalities leaves", category=UserWarning)
+        result = run_study(
+            X,
+            y,
+            args.output,
+            models=models,
+            n_splits=size["n_splits"],
+            n_repeats=size["n_repeats"],
+            heldout_model=heldout,
+            title=title,
+            progress=not args.no_progress,
+            random_state=args.seed,
+            modalities=modalities,
+        )
     print()
     print(f"{title}: {len(y)} patients, {n_splits} splits")
     print(format_table(result.table))

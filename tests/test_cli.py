@@ -143,6 +143,7 @@ class TestOptions:
             ("--splits", "1", "argument --splits: must be at least 2"),
             ("--splits", "two", "argument --splits: expected a whole number, got 'two'"),
             ("--epochs", "0", "argument --epochs: must be at least 1, got 0"),
+            ("--repeats", "0", "argument --repeats: must be at least 1, got 0"),
             ("--seed", "-1", "argument --seed: must be from 0 to 4294967295, got -1"),
             ("--device", "tpu", "argument --device: invalid choice: 'tpu'"),
         ],
@@ -152,6 +153,14 @@ class TestOptions:
             main(["demo", option, value])
         assert exit_.value.code == 2
         assert message in capsys.readouterr().err
+
+    def test_splits_repeats_and_epochs_override_quick(self):
+        from sksurvfusion import cli
+
+        options = ["demo", "--quick", "--splits", "4", "--repeats", "3", "--epochs", "2"]
+        size = cli._study_size(cli._build_parser().parse_args(options))
+        assert size == {"n_splits": 4, "n_repeats": 3, "max_epochs": 2}
+        assert cli._study_size(cli._build_parser().parse_args(["demo", "--quick"])) == cli._QUICK
 
     @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
     def test_cuda_without_a_gpu(self, capsys):
