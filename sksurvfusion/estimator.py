@@ -705,8 +705,8 @@ def _modality_mask(X, modalities, row_labels, spec):
 def _row_labels(X):
     """A DataFrame's index labels, for messages that name rows; positions otherwise,
     and when labels repeat (they would not tell the rows apart)."""
-    index = getattr(X, "index", None)
-    if index is None or not index.is_unique:
+    index = getattr(X, "index", None)  # a list's index is a method
+    if not getattr(index, "is_unique", False):
         return None
     return np.asarray(index, dtype=object)
 

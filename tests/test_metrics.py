@@ -1,8 +1,11 @@
 import doctest
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
@@ -240,3 +243,190 @@ class TestModalityImportance:
         assert np.isfinite(table["drop"]).all()
         result = concordance_index_ci(model, X, y, n_bootstrap=20, random_state=0)
         assert result.estimate == pytest.approx(model.score(X, y))
+
+
+def _outcome(function, *args, **kwargs):
+    """What a call gives (its tuple, or its error's type and message) and its warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = ("returned", function(*args, **kwargs))
+        except Exception as error:
+            result = ("raised", type(error), str(error))
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def assert_same_as_sksurv(event, time, risk, **kwargs):
+    """Ours gives what scikit-survival gives: equal counts and C, types, errors, warnings."""
+    ours, our_warnings = _outcome(metrics.concordance_index_censored, event, time, risk, **kwargs)
+    theirs, their_warnings = _outcome(concordance_index_censored, event, time, risk, **kwargs)
+    assert our_warnings == their_warnings
+    assert ours[0] == theirs[0], (ours, theirs)
+    if theirs[0] == "raised":
+        assert ours == theirs
+        return
+    ours, theirs = ours[1], theirs[1]
+    assert [type(value) for value in ours] == [type(value) for value in theirs]
+    np.testing.assert_array_equal(ours[0], theirs[0])  # bit for bit, NaN included
+    assert ours[1:] == theirs[1:]
+
+
+@st.composite
+def tied_survival_data(draw):
+    """Small cohorts drawn from few distinct times and risks: ties of every kind."""
+    n = draw(st.integers(min_value=1, max_value=60))
+    rng = np.random.default_rng(draw(st.integers(min_value=0, max_value=2**32 - 1)))
+    n_times = draw(st.integers(min_value=1, max_value=12))
+    time = rng.integers(0, n_times, size=n).astype(draw(st.sampled_from([np.float64, np.int64])))
+    event = rng.random(n) < draw(st.floats(min_value=0.0, max_value=1.0))
+    n_risks = draw(st.integers(min_value=1, max_value=40))
+    level = rng.integers(0, n_risks, size=n)
+    risk = {
+        "integers": level.astype(np.float64),
+        "int64": level,
+        "float32": (level / 3).astype(np.float32),
+        # steps below, at and above tied_tol: ties that are not transitive
+        "within tol": level * draw(st.sampled_from([0.3e-8, 0.6e-8, 1e-8, 1.5e-8])),
+        "normal": rng.normal(size=n),
+    }[draw(st.sampled_from(["integers", "int64", "float32", "within tol", "normal"]))]
+    tied_tol = draw(st.sampled_from([1e-8, 0.0, 0.5, 1.0, 2.5, 12.0, -1.0, float("nan")]))
+    return event, time, risk, tied_tol
+
+
+class TestConcordanceIndexCensored:
+    @settings(max_examples=600, deadline=None)
+    @given(tied_survival_data())
+    def test_equals_sksurv_on_heavily_tied_data(self, data):
+        event, time, risk, tied_tol = data
+        assert_same_as_sksurv(event, time, risk, tied_tol=tied_tol)
+
+    @pytest.mark.parametrize("steps", [0, 1])
+    @settings(max_examples=200, deadline=None)
+    @given(data=tied_survival_data())
+    def test_equals_sksurv_when_risk_windows_are_bisected(self, steps, data):
+        # with few single steps, the windows of tied risks are found by bisection
+        event, time, risk, tied_tol = data
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(metrics, "_WINDOW_STEPS", steps)
+            assert_same_as_sksurv(event, time, risk, tied_tol=tied_tol)
+
+    @pytest.mark.parametrize("seed", range(3))
+    def test_equals_sksurv_on_a_larger_cohort(self, seed):
+        # thousands of distinct risks: a dozen bits of rank in the wavelet matrix
+        rng = np.random.default_rng(seed)
+        risk = rng.normal(size=3000)
+        time = np.ceil(rng.exponential(200 * np.exp(-risk)))
+        event = rng.random(3000) < 0.6
+        assert_same_as_sksurv(event, time, risk.astype(np.float32))
+        assert_same_as_sksurv(event, time, np.round(risk, 1), tied_tol=0.15)
+
+    @pytest.mark.parametrize(
+        ("event", "time", "risk", "tied_tol"),
+        [
+            pytest.param([1, 0, 1, 1, 0], [1, 2, 2, 3, 4], [0.5] * 5, 1e-8, id="all risks tied"),
+            pytest.param([0, 0, 1, 0, 0], [1, 2, 2, 3, 4], [3, 1, 2, 5, 0], 1e-8, id="one event"),
+            pytest.param(
+                [1, 1, 0, 0, 1], [2, 2, 2, 2, 5], [1, 3, 2, 3, 0], 1e-8, id="censored at event time"
+            ),
+            pytest.param(
+                [1, 1, 1, 0, 1, 0],
+                [1, 2, 3, 4, 5, 6],
+                [1.2e-8, 0.6e-8, 0.0, 1.2e-8, 0.6e-8, 0.0],
+                1e-8,
+                id="risks within tied_tol, not transitively",
+            ),
+            pytest.param([0, 1, 1], [1, 2, 3], [1, 2, 3], 1e-8, id="last event alone at its time"),
+            pytest.param([1, 1, 0], [1, 2, 2], [1, 2, 3], 1e-8, id="last time shared"),
+            pytest.param([1, 1, 1], [4, 4, 4], [1, 2, 3], 1e-8, id="events at one time: 0 / 0"),
+            pytest.param([1, 0, 1], [1, 2, 3], [0.0, -0.0, 0.0], 0.0, id="signed zeros"),
+            pytest.param([1, 0, 1], [1, 2, 3], [2, 1, 2], -1.0, id="negative tolerance"),
+            pytest.param([1, 1, 0], [1, 2, 3], [True, False, True], 1e-8, id="bool risks"),
+            pytest.param([1, 0, 1, 0], [3, 1, 2, 2], [4, 4, 1, 9], 1e-8, id="unsorted times"),
+        ],
+    )
+    def test_edge_cases_as_sksurv(self, event, time, risk, tied_tol):
+        event = np.asarray(event, dtype=bool)
+        assert_same_as_sksurv(event, np.asarray(time), np.asarray(risk), tied_tol=tied_tol)
+
+    @pytest.mark.parametrize(
+        ("event", "time", "risk"),
+        [
+            pytest.param([True, False], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], id="lengths differ"),
+            pytest.param([1, 0, 1], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0], id="integer events"),
+            pytest.param([True], [1.0], [1.0], id="one sample"),
+            pytest.param([False, False], [1.0, 2.0], [1.0, 2.0], id="all censored"),
+            pytest.param([True, False], [1.0, np.nan], [1.0, 2.0], id="NaN time"),
+            pytest.param([True, False], [1.0, 2.0], [np.inf, 2.0], id="infinite risk"),
+            pytest.param([True, False], [1.0, 2.0], [[1.0], [2.0]], id="2-D risk"),
+            pytest.param([True, False], [1.0, 2.0], ["a", "b"], id="text risk"),
+            pytest.param([False, True], [1.0, 2.0], [1.0, 2.0], id="no comparable pair"),
+            pytest.param([True, False], [1.0, 2.0], [2.0, 1.0], id="lists"),
+        ],
+    )
+    def test_validation_as_sksurv(self, event, time, risk):
+        assert_same_as_sksurv(event, time, risk)
+
+    @pytest.mark.parametrize("n", [2, 100_001])
+    def test_counts_past_int32(self, n):
+        # distinct times, every patient an event: every pair is comparable, n (n - 1) / 2
+        # of them (5e9 > 2**31 for the larger n)
+        event = np.ones(n, dtype=bool)
+        time = np.arange(n, dtype=np.float64)
+        pairs = n * (n - 1) // 2
+        riskier_earlier = metrics.concordance_index_censored(event, time, -time)
+        assert riskier_earlier == (1.0, pairs, 0, 0, 0)
+        assert metrics.concordance_index_censored(event, time, time) == (0.0, 0, pairs, 0, 0)
+        assert metrics.concordance_index_censored(event, time, 0 * time) == (0.5, 0, 0, pairs, 0)
+        assert all(type(count) is np.int64 for count in riskier_earlier[1:])
+
+    def test_tuple_equals_sksurvs_on_every_resample_size(self):
+        # the dispatch: sksurv below the threshold, ours above, the same tuple either way
+        X, y = simulate(200, seed=3)
+        event, time = y["status"], y["days"]
+        for n in (5, 40, 200):
+            expected = concordance_index_censored(event[:n], time[:n], X[:n, 0])
+            assert metrics._concordance_index(event[:n], time[:n], X[:n, 0]) == expected
+
+
+@pytest.fixture(scope="module")
+def fitted_fusion():
+    X, y = make_multimodal_survival(80, {"a": 4, "b": 4}, random_state=0)
+    model = M4SurvivalEstimator(
+        d_model=8, encoder_hidden=16, n_layers=1, max_epochs=2, batch_size=None, random_state=0
+    ).fit(X, y)
+    return model, X, y
+
+
+class TestScore:
+    @staticmethod
+    def _spy(monkeypatch, name, calls):
+        """Record the calls of ``metrics.<name>`` and let them through."""
+        function = getattr(metrics, name)
+
+        def spy(event, *args, **kwargs):
+            calls.append(len(event))
+            return function(event, *args, **kwargs)
+
+        monkeypatch.setattr(metrics, name, spy)
+
+    def test_above_the_threshold_uses_ours_and_equals_sksurv(self, fitted_fusion, monkeypatch):
+        model, X, y = fitted_fusion
+        event, time = y[y.dtype.names[0]], y[y.dtype.names[1]]
+        expected = concordance_index_censored(event, time, model.predict(X))[0]
+        ours, theirs = [], []
+        self._spy(monkeypatch, "concordance_index_censored", ours)
+        self._spy(monkeypatch, "_quadratic_concordance_index", theirs)
+        monkeypatch.setattr(metrics, "_SKSURV_MAX_EVENTS", 0)
+        assert model.score(X, y) == expected
+        assert (ours, theirs) == ([len(y)], [])
+
+    def test_below_the_threshold_uses_sksurvs(self, fitted_fusion, monkeypatch):
+        model, X, y = fitted_fusion
+        event, time = y[y.dtype.names[0]], y[y.dtype.names[1]]
+        expected = concordance_index_censored(event, time, model.predict(X))[0]
+        ours, theirs = [], []
+        self._spy(monkeypatch, "concordance_index_censored", ours)
+        self._spy(monkeypatch, "_quadratic_concordance_index", theirs)
+        monkeypatch.setattr(metrics, "_SKSURV_MAX_EVENTS", len(y))
+        assert model.score(X, y) == expected
+        assert (ours, theirs) == ([], [len(y)])
