@@ -9,11 +9,11 @@ from sklearn.model_selection import train_test_split
 from skorch import NeuralNet
 from skorch.callbacks import Callback, EarlyStopping, EpochScoring, ProgressBar
 from skorch.dataset import Dataset
-from sksurv.metrics import concordance_index_censored
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler, Subset
 
 from sksurvfusion.losses import CoxPartialLikelihoodLoss
+from sksurvfusion.metrics import _concordance_index
 from sksurvfusion.nn import FusionSurvivalNet
 from sksurvfusion.nn._random import draws_from, set_generator
 
@@ -290,7 +290,7 @@ def _validation_cindex(net, X, y) -> float:
     event = np.asarray(y[:, 0], dtype=bool)
     if not event.any():
         return float("nan")
-    return concordance_index_censored(event, y[:, 1], risk)[0]
+    return _concordance_index(event, y[:, 1], risk)[0]
 
 
 def build_net(estimator, modalities, groups, device, seed) -> NeuralNet:
