@@ -459,6 +459,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status, 0 on success. Bad input exits through :class:`SystemExit`
         with a message (status 2 for a bad option, 1 for a bad table).
+
+    Examples
+    --------
+    The same as ``sksurvfusion --version`` in a shell:
+
+    >>> from sksurvfusion.cli import main
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    SystemExit: 0
     """
     parser = _build_parser()
     args = parser.parse_args(argv)

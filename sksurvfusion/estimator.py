@@ -136,58 +136,19 @@ class M4SurvivalEstimator(
 
     Notes
     -----
-    The defaults (a small network with strong dropout and weight decay, trained
-    as in the paper: 30 epochs, batch size 16, learning rate 3e-4) were chosen
-    by cross-validation on four TCGA cohorts (official 5-fold splits; see
-    ``benchmarks/tcga.py``). A first sweep, on unwhitened principal components
-    read as one token, found wider or narrower encoders, fewer layers, a smaller
-    state, higher learning rates, larger or whole-set batches and weight
-    averaging all lower, and 50 epochs no better than 30. A second, with one
-    token per modality on whitened components, found 10, 15 and 20 epochs,
-    weight decay 1.0, a state of 8, a bidirectional stack and encoders without
-    their final LayerNorm within 0.004 of the defaults, and dropout 0.1, the MLP
-    adapter or learning rate 1e-3 0.01 to 0.03 lower.
+    The network sees the columns as given: standardise them first, with
+    :class:`~sklearn.preprocessing.StandardScaler` or, for wide embeddings,
+    :class:`~sksurvfusion.baselines.ModalityPreprocessor` (whitened principal components
+    per modality) in a :class:`~sklearn.pipeline.Pipeline`.
 
-    The network sees the columns as given, so standardise them first
-    (:class:`~sklearn.preprocessing.StandardScaler`, or
-    :class:`~sksurvfusion.baselines.ModalityPreprocessor` for whitened PCA of wide
-    modalities). On those cohorts whitened components raised the mean C-index
-    from 0.695 to 0.700 (before the linear term, with unseeded PCA).
-
-    The linear term (``linear_term=True``) was added on evidence from the same
-    benchmark and from :func:`~sksurvfusion.datasets.load_breast_cancer`: on
-    GBMLGG, whose hazard is mostly linear in histology, age and a few
-    components, the network without it stayed 0.008 or more below the ridge Cox
-    at every setting of the sweeps, and the term raised its C-index by 0.006 to
-    0.008 (in 4 of 5 folds); on breast cancer (3 x 5-fold) it raised it from
-    0.658 to 0.669. In one run of ``benchmarks/tcga.py`` (seeds 0 to 2) it moved
-    GBMLGG from 0.858 to 0.864, BLCA from 0.650 to 0.655, LUAD from 0.643 to
-    0.640 and UCEC from 0.638 to 0.633: a mean of 0.698 against 0.697 without
-    it, and 0.698 for the ridge Cox. A learning-rate gain of 10 for its
-    coefficients scored 0.866 on GBMLGG in a sweep, against 0.861 without the
-    gain and 0.867 with 30. The gain shrinks in proportion above 32 columns: a
-    fixed 10 drove most training risks into the bound within an epoch on 5,632
-    standardised embedding columns, where the scaled gain keeps them off it
-    (held-out C 0.578 with the term, 0.574 without).
-
-    Two settings were measured and left out of the defaults. One Mamba layer
-    trains in about 70% of the time of two and scored as well on the four
-    TCGA cohorts (0.865, 0.654, 0.639 and 0.629 on GBMLGG, BLCA, LUAD and
-    UCEC, against 0.864, 0.655, 0.640 and 0.633 with two), but on synthetic
-    data whose hazard needs a cross-modal interaction it learned the
-    interaction far more slowly (held-out C 0.58 against 0.72 after 15
-    epochs; 0.59 to 0.60 against 0.67 after 20 with 30% of pathology
-    missing). Weight averaging over the last 10 of 30 epochs
-    (``swa_fraction=0.33``) raised one layer to 0.866, 0.655, 0.641 and 0.638
-    (mean 0.700, against 0.697 without it and 0.698 for the ridge Cox) and
-    left two layers where they were (0.866, 0.653, 0.638 and 0.636, mean
-    0.698). It changed the synthetic scores little after 30 epochs, but in
-    shorter trainings it averaged in weights from before the interaction was
-    learned (0.72 to 0.68 after 15 epochs, 0.67 to 0.61 after 20). A
-    learning rate decayed to zero along a cosine (a skorch ``LRScheduler`` in
-    ``callbacks``) behaved alike: 0.865, 0.660, 0.633 and 0.640 on TCGA (mean
-    0.700), but 0.59 to 0.60 against 0.72 after 15 synthetic epochs and 0.60
-    to 0.61 against 0.67 after 20.
+    The defaults (a small network with strong dropout and weight decay, trained as in
+    the paper: 30 epochs, batch size 16, learning rate 3e-4) were chosen by
+    cross-validation on four TCGA cohorts. Start from them; on a cohort of a few
+    hundred patients, tune ``max_epochs``, ``dropout`` and ``weight_decay`` before the
+    sizes of the network. ``linear_term=True`` (the default) adds a ridge-like Cox term
+    over the input columns, which helps when the hazard is mostly linear in a few
+    clinical columns. The measurements behind each default are on the documentation's
+    design-notes page.
 
     Attributes
     ----------

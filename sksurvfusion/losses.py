@@ -181,6 +181,16 @@ class CoxPartialLikelihoodLoss(nn.Module):
     See Also
     --------
     cox_partial_likelihood : The functional form.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.losses import CoxPartialLikelihoodLoss, cox_partial_likelihood
+    >>> log_risk = torch.tensor([0.5, -0.2, 0.1, 0.0])
+    >>> target = torch.tensor([[1.0, 1.0], [1.0, 2.0], [1.0, 2.0], [0.0, 3.0]])
+    >>> loss = CoxPartialLikelihoodLoss()(log_risk, target)
+    >>> bool(loss == cox_partial_likelihood(log_risk, target[:, 1], target[:, 0]))
+    True
     """
 
     def __init__(self, ties: str = "efron") -> None:

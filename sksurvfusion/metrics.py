@@ -42,6 +42,18 @@ class ConcordanceIndexCI:
         C-index of every usable resample, in resampling order (resamples without
         an event or a comparable pair are left out). Equality and hashing use the
         other attributes only.
+
+    Examples
+    --------
+    :func:`concordance_index_ci` returns one; it prints as a line for a report:
+
+    >>> import numpy as np
+    >>> from sksurvfusion.metrics import ConcordanceIndexCI
+    >>> result = ConcordanceIndexCI(0.71, 0.64, 0.78, 0.036, 0.95, np.array([0.70, 0.72]))
+    >>> print(result)
+    C = 0.710 (95% CI 0.640-0.780)
+    >>> result.high - result.low > 0
+    True
     """
 
     estimate: float

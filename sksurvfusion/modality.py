@@ -60,6 +60,16 @@ def resolve_modalities(
     -------
     dict of str to ndarray of int
         Column positions per modality, in token order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksurvfusion.modality import resolve_modalities
+    >>> names = np.array(["mri__0", "mri__1", "pathology__0", "clinical__age"])
+    >>> resolve_modalities(None, names, 4)
+    {'mri': array([0, 1]), 'pathology': array([2]), 'clinical': array([3])}
+    >>> resolve_modalities({"imaging": "^(mri|pathology)__", "clinical": [3]}, names, 4)
+    {'imaging': array([0, 1, 2]), 'clinical': array([3])}
     """
     if modalities is None:
         resolved = _modalities_from_prefixes(feature_names, n_features)
@@ -162,6 +172,16 @@ def check_numeric_columns(X) -> None:
     ValueError
         If some columns hold neither numbers nor booleans, with the columns named and
         how to encode them.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sksurvfusion.modality import check_numeric_columns
+    >>> check_numeric_columns(pd.DataFrame({"clinical__age": [61.0, 54.0]}))
+    >>> check_numeric_columns(pd.DataFrame({"clinical__stage": ["II", "III"]}))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has columns that are not numeric: 'clinical__stage' (object)...
     """
     columns, dtypes = getattr(X, "columns", None), getattr(X, "dtypes", None)
     if columns is None or dtypes is None:
@@ -273,6 +293,15 @@ def modality_mask(
     ValueError
         If a modality has NaN in only some of its columns for a row, holds an
         infinite value, or a row has no modality present.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sksurvfusion.modality import modality_mask
+    >>> X = np.array([[0.1, 0.2, 1.0], [np.nan, np.nan, 2.0]])
+    >>> modality_mask(X, {"mri": np.array([0, 1]), "clinical": np.array([2])})
+    array([[ True,  True],
+           [False,  True]])
     """
     labels = np.arange(X.shape[0]) if row_labels is None else np.asarray(row_labels, dtype=object)
     mask = np.empty((X.shape[0], len(modalities)), dtype=bool)

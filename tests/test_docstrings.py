@@ -28,23 +28,6 @@ import sksurvfusion
 ROOT = Path(__file__).parent.parent
 DOCS = ROOT / "docs"
 
-# Public names whose docstring has no Examples section yet. Each is a known gap: the test
-# fails once an example is added (remove the name here then), and for any new name.
-MISSING_EXAMPLES = {
-    "sksurvfusion.cli.main",
-    "sksurvfusion.losses.CoxPartialLikelihoodLoss",
-    "sksurvfusion.metrics.ConcordanceIndexCI",
-    "sksurvfusion.modality.check_numeric_columns",
-    "sksurvfusion.modality.modality_mask",
-    "sksurvfusion.modality.resolve_modalities",
-    "sksurvfusion.nn.adapters.MambaBlock",
-    "sksurvfusion.nn.adapters.pool_tokens",
-    "sksurvfusion.nn.encoders.ModalityTokenizer",
-    "sksurvfusion.nn.mamba.mamba_ssm_available",
-    "sksurvfusion.nn.scan.causal_conv1d_silu",
-    "sksurvfusion.nn.scan.selective_scan",
-}
-
 
 def _is_public(name: str) -> bool:
     return not any(part.startswith("_") for part in name.split("."))
@@ -85,15 +68,7 @@ def _has_examples(obj) -> bool:
 
 @pytest.mark.parametrize("qualname, obj", PUBLIC_OBJECTS, ids=[name for name, _ in PUBLIC_OBJECTS])
 def test_public_name_has_examples(qualname, obj):
-    if qualname in MISSING_EXAMPLES:
-        if _has_examples(obj):
-            pytest.fail(f"{qualname} has an Examples section now: remove it from MISSING_EXAMPLES")
-        pytest.xfail(f"{qualname} has no Examples section yet")
     assert _has_examples(obj), f"{qualname} has no Examples section"
-
-
-def test_missing_examples_are_public_names():
-    assert MISSING_EXAMPLES <= {name for name, _ in PUBLIC_OBJECTS}
 
 
 @pytest.fixture

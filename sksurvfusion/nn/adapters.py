@@ -42,6 +42,17 @@ def pool_tokens(sequence: Tensor, mask: Tensor, pooling: str = "mean") -> Tensor
     -------
     Tensor of shape (batch, d_model)
         A row without present tokens pools to zeros ("mean") or its first token ("last").
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.nn.adapters import pool_tokens
+    >>> sequence = torch.tensor([[[1.0], [2.0], [6.0]]])
+    >>> mask = torch.tensor([[True, False, True]])
+    >>> pool_tokens(sequence, mask)
+    tensor([[3.5000]])
+    >>> pool_tokens(sequence, mask, "last")
+    tensor([[6.]])
     """
     if pooling == "mean":
         weights = mask.to(sequence.dtype)
@@ -70,6 +81,14 @@ class MambaBlock(nn.Module):
         See :class:`~sksurvfusion.nn.Mamba`.
     layer_idx : int, optional
         Index of the block in its stack.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.nn.adapters import MambaBlock
+    >>> block = MambaBlock(32)
+    >>> block(torch.randn(8, 5, 32)).shape
+    torch.Size([8, 5, 32])
     """
 
     def __init__(

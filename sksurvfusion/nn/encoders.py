@@ -256,6 +256,24 @@ class ModalityTokenizer(nn.Module):
         Modality indices of each encoder.
     generator : torch.Generator or None
         Source of the modality-dropout draws; ``None`` uses torch's global generator.
+
+    Examples
+    --------
+    Two MRI sequences of 4 columns share one encoder, a pathology embedding of 6 columns
+    gets its own; the second patient has no pathology:
+
+    >>> import torch
+    >>> from sksurvfusion.nn import ModalityTokenizer
+    >>> tokenizer = ModalityTokenizer(
+    ...     [range(0, 4), range(4, 8), range(8, 14)], d_model=16, encoder_groups=[[0, 1]]
+    ... )
+    >>> x = torch.randn(2, 14)
+    >>> mask = torch.tensor([[True, True, True], [True, True, False]])
+    >>> tokens, mask = tokenizer(x, mask)
+    >>> tokens.shape
+    torch.Size([2, 3, 16])
+    >>> tokenizer.groups
+    [[0, 1], [2]]
     """
 
     generator: torch.Generator | None = None

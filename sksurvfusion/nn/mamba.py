@@ -54,7 +54,20 @@ def _load_mamba_ssm() -> tuple[SimpleNamespace | None, BaseException | None]:
 
 
 def mamba_ssm_available() -> bool:
-    """Whether the fused CUDA kernels of ``mamba_ssm`` can be imported here."""
+    """Whether the fused CUDA kernels of ``mamba_ssm`` can be imported here.
+
+    Returns
+    -------
+    bool
+        ``False`` without the ``mamba`` extra or without CUDA; the pure-PyTorch path is
+        used then.
+
+    Examples
+    --------
+    >>> from sksurvfusion.nn import mamba_ssm_available
+    >>> isinstance(mamba_ssm_available(), bool)
+    True
+    """
     return _load_mamba_ssm()[0] is not None
 
 

@@ -353,6 +353,20 @@ def selective_scan(
     Returns
     -------
     y : Tensor of shape (batch, length, channels)
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sksurvfusion.nn import selective_scan
+    >>> batch, length, channels, d_state = 2, 5, 8, 4
+    >>> u, delta = torch.randn(batch, length, channels), torch.rand(batch, length, channels)
+    >>> A = -torch.rand(channels, d_state)
+    >>> B, C = torch.randn(batch, length, d_state), torch.randn(batch, length, d_state)
+    >>> y = selective_scan(u, delta, A, B, C)
+    >>> y.shape
+    torch.Size([2, 5, 8])
+    >>> torch.allclose(y, selective_scan(u, delta, A, B, C, method="loop"), atol=1e-5)
+    True
     """
     check_choice("method", method, ("fused", "loop"))
     if u.shape[0] == 0 or u.shape[1] == 0:
@@ -414,5 +428,18 @@ def causal_conv1d_silu(x: Tensor, weight: Tensor, bias: Tensor | None = None) ->
     Returns
     -------
     Tensor of shape (batch, length, channels)
+
+    Examples
+    --------
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from sksurvfusion.nn.scan import causal_conv1d_silu
+    >>> x, weight = torch.randn(2, 5, 3), torch.randn(3, 4)
+    >>> y = causal_conv1d_silu(x, weight)
+    >>> by_conv1d = F.silu(
+    ...     F.conv1d(x.transpose(1, 2), weight.unsqueeze(1), padding=3, groups=3)[..., :5]
+    ... ).transpose(1, 2)
+    >>> torch.allclose(y, by_conv1d, atol=1e-6)
+    True
     """
     return _CausalConvSiLUFn.apply(x, weight, bias)
