@@ -138,14 +138,14 @@ for y in ys:
 ax.text(9.75, 5.3, "bounded log-hazard", ha="center", fontsize=10, weight="bold")
 box(8.95, 3.3, 1.6, 0.75, "risk head\n$z = w^\\top r + c$", PURPLE, size=8.5)
 box(8.95, 1.45, 1.6, 0.75, "linear Cox term\n$\\beta^\\top x$ (linear_term)", GREY, size=8.5)
-box(8.95, 2.45, 1.6, 0.55, "$\\eta = b \\tanh((z + \\beta^\\top x) / b)$", RED, size=8)
+box(8.88, 2.45, 1.74, 0.55, "$\\eta = b\\,\\tanh((z + \\beta^\\top x)\\,/\\,b)$", RED, size=7.5)
 arrow((8.45, 3.67), (8.95, 3.67))
 ax.text(8.7, 3.8, "$r$", ha="center", fontsize=9)
 arrow((9.75, 3.3), (9.75, 3.0))
 arrow((9.75, 2.2), (9.75, 2.45))
 # the linear term reads the input columns directly
 arrow((1.3, 0.55), (9.0, 1.45), color=GREY, connectionstyle="arc3,rad=0.12", linestyle="--")
-ax.text(7.65, 0.12, "all columns $x$", ha="center", fontsize=7.5, color="0.3")
+ax.text(9.75, 1.35, "reads all columns $x$", ha="center", va="top", fontsize=7.5, color="0.3")
 
 # -- survival -----------------------------------------------------------------------
 ax.text(11.9, 5.3, "outputs", ha="center", fontsize=10, weight="bold")
