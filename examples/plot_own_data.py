@@ -26,6 +26,7 @@ from sksurv.util import Surv
 
 from sksurvfusion import M4SurvivalEstimator
 from sksurvfusion.datasets import make_multimodal_survival
+from sksurvfusion.modality import embedding_frame
 from sksurvfusion.plotting import plot_risk_groups
 
 rng = np.random.default_rng(0)
@@ -56,22 +57,16 @@ event, time = target["event"], target["time"]
 # %%
 # One row per patient, columns named ``<modality>__<model>__<k>``
 # ---------------------------------------------------------------
-# Each array becomes a DataFrame indexed by patient ID. Reindexing the
-# pathology frame on all patients gives rows of NaN for the patients without a
-# slide: a modality that is NaN in all its columns is *missing* for that
-# patient, and its token is masked. The text column is one-hot encoded with the
-# ``clinical__`` prefix kept.
-
-
-def embedding_frame(values, modality, model, index):
-    columns = [f"{modality}__{model}__{k}" for k in range(values.shape[1])]
-    return pd.DataFrame(values, index=index, columns=columns)
-
+# :func:`~sksurvfusion.modality.embedding_frame` makes each array a DataFrame
+# indexed by patient ID. Given all patient IDs, it gives the patients without a
+# slide rows of NaN: a modality that is NaN in all its columns is *missing* for
+# that patient, and its token is masked. The text column is one-hot encoded
+# with the ``clinical__`` prefix kept.
 
 X = pd.concat(
     [
-        embedding_frame(mri, "mri", "medimageinsight", patient_ids),
-        embedding_frame(pathology, "pathology", "uni2h", slide_ids).reindex(patient_ids),
+        embedding_frame(mri, "mri", "medimageinsight", index=patient_ids),
+        embedding_frame(pathology, "pathology", "uni2h", index=slide_ids, patients=patient_ids),
         pd.get_dummies(clinical, columns=["stage"], dtype=float).add_prefix("clinical__"),
     ],
     axis=1,

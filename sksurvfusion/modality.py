@@ -13,7 +13,13 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["ModalitySelector", "check_numeric_columns", "modality_mask", "resolve_modalities"]
+__all__ = [
+    "ModalitySelector",
+    "check_numeric_columns",
+    "embedding_frame",
+    "modality_mask",
+    "resolve_modalities",
+]
 
 SEPARATOR = "__"
 _SINGLE_MODALITY = "features"
@@ -328,6 +334,100 @@ def modality_mask(
             f"({', '.join(modalities)}); drop them or provide at least one modality"
         )
     return mask
+
+
+def embedding_frame(values, modality: str, model: str | None = None, *, index=None, patients=None):
+    """One modality's embeddings as a DataFrame with ``<modality>__<model>__<k>`` columns.
+
+    Put the frames of all modalities side by side with :func:`pandas.concat` (``axis=1``)
+    to get the ``X`` of :class:`~sksurvfusion.M4SurvivalEstimator`: the columns say which
+    modality they belong to, and the rows are aligned on the patient IDs.
+
+    Parameters
+    ----------
+    values : array-like of shape (n_rows, n_dims)
+        The embeddings, one row per patient (or per image); the dtype is kept, so a
+        float32 array stays float32.
+    modality : str
+        The modality name, the first part of every column name; it must not contain
+        ``"__"``.
+    model : str, optional
+        The foundation model's name, the second part of the column names; without it
+        the columns are ``<modality>__<k>``.
+    index : sequence of length n_rows, optional
+        The patient ID of each row (positions ``0..n_rows-1`` by default).
+    patients : sequence, optional
+        The patient IDs of the output rows, in order. A patient without a row of
+        ``values`` gets NaN in every column, which marks the modality as missing for
+        that patient; rows of IDs not listed are left out.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by patient ID, with columns ``<modality>__<model>__0`` to
+        ``<modality>__<model>__<n_dims - 1>``.
+
+    Raises
+    ------
+    ValueError
+        If ``values`` is not 2-D, ``modality`` or ``model`` is empty or contains
+        ``"__"``, ``index`` has the wrong length, or an ID appears twice in ``index``.
+
+    Examples
+    --------
+    Slides exist for two of three patients; the third gets NaN, a missing modality:
+
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from sksurvfusion.modality import embedding_frame
+    >>> mri = embedding_frame(np.ones((3, 2)), "t1", "medimageinsight", index=["A", "B", "C"])
+    >>> slides = embedding_frame(
+    ...     np.zeros((2, 2)), "pathology", "uni2h", index=["C", "A"], patients=["A", "B", "C"]
+    ... )
+    >>> pd.concat([mri, slides], axis=1)
+       t1__medimageinsight__0  ...  pathology__uni2h__1
+    A                     1.0  ...                  0.0
+    B                     1.0  ...                  NaN
+    C                     1.0  ...                  0.0
+    <BLANKLINE>
+    [3 rows x 4 columns]
+    """
+    import pandas as pd
+
+    for label, name in (("modality", modality), ("model", model)):
+        if name is None and label == "model":
+            continue
+        if not isinstance(name, str) or not name or SEPARATOR in name:
+            raise ValueError(
+                f"{label} must be a non-empty string without {SEPARATOR!r}, got {name!r}: "
+                f"the column names are '<modality>{SEPARATOR}<model>{SEPARATOR}<k>'"
+            )
+    values = np.asarray(values)
+    if values.ndim != 2:
+        raise ValueError(
+            f"values of modality {modality!r} must be 2-D (one row per patient), got shape "
+            f"{values.shape}; reshape a single embedding with values.reshape(1, -1)"
+        )
+    prefix = modality if model is None else f"{modality}{SEPARATOR}{model}"
+    columns = [f"{prefix}{SEPARATOR}{k}" for k in range(values.shape[1])]
+    if index is not None:
+        index = pd.Index(index)
+        if len(index) != values.shape[0]:
+            raise ValueError(
+                f"index of modality {modality!r} has {len(index)} IDs for {values.shape[0]} "
+                "rows of values; give one patient ID per row"
+            )
+        duplicated = index[index.duplicated()].unique()
+        if len(duplicated):
+            raise ValueError(
+                f"index of modality {modality!r} holds some IDs more than once "
+                f"({', '.join(map(str, duplicated[:5]))}); keep one row per patient, e.g. the "
+                "mean of a patient's embeddings"
+            )
+    frame = pd.DataFrame(values, index=index, columns=columns)
+    if patients is not None:
+        frame = frame.reindex(pd.Index(patients))
+    return frame
 
 
 def _parse_column(column: str) -> tuple[str, str | None]:

@@ -5,7 +5,13 @@ from sklearn.compose import ColumnTransformer, make_column_selector
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from sksurvfusion.modality import ModalitySelector, modality_mask, resolve_modalities
+from sksurvfusion import M4SurvivalEstimator
+from sksurvfusion.modality import (
+    ModalitySelector,
+    embedding_frame,
+    modality_mask,
+    resolve_modalities,
+)
 
 
 @pytest.fixture
@@ -137,3 +143,64 @@ class TestModalitySelector:
         grid = [{"mri": "medimageinsight", "path": "uni2h"}, {"mri": "biomedclip", "path": None}]
         out = pipe.set_params(modalityselector__models=grid[1]).fit_transform(X)
         assert out.columns.tolist() == ["mri__biomedclip__0", "clinical__age"]
+
+
+class TestEmbeddingFrame:
+    def test_columns_index_and_dtype(self):
+        values = np.arange(6, dtype=np.float32).reshape(3, 2)
+        frame = embedding_frame(values, "t1", "medimageinsight", index=["A", "B", "C"])
+        assert frame.columns.tolist() == ["t1__medimageinsight__0", "t1__medimageinsight__1"]
+        assert frame.index.tolist() == ["A", "B", "C"]
+        assert (frame.dtypes == np.float32).all()
+        np.testing.assert_array_equal(frame.to_numpy(), values)
+        assert embedding_frame(values, "clinical").columns.tolist() == [
+            "clinical__0",
+            "clinical__1",
+        ]
+
+    def test_patients_without_a_row_are_missing_for_the_estimator(self):
+        slides = embedding_frame(
+            np.ones((2, 3)), "pathology", "uni2h", index=["C", "A"], patients=["A", "B", "C"]
+        )
+        mri = embedding_frame(np.zeros((3, 2)), "mri", index=["A", "B", "C"])
+        X = pd.concat([mri, slides], axis=1)
+        assert X.index.tolist() == ["A", "B", "C"]
+        modalities = resolve_modalities(None, np.asarray(X.columns), X.shape[1])
+        mask = modality_mask(X.to_numpy(), modalities)
+        np.testing.assert_array_equal(mask, [[True, True], [True, False], [True, True]])
+
+    def test_frames_feed_the_estimator(self):
+        rng = np.random.default_rng(0)
+        ids = [f"P{i}" for i in range(40)]
+        X = pd.concat(
+            [
+                embedding_frame(rng.normal(size=(40, 4)), "mri", "m", index=ids),
+                embedding_frame(
+                    rng.normal(size=(30, 3)), "pathology", "p", index=ids[:30], patients=ids
+                ),
+            ],
+            axis=1,
+        )
+        y = np.array(
+            list(zip(rng.random(40) < 0.7, rng.exponential(10, 40), strict=True)),
+            dtype=[("event", bool), ("time", float)],
+        )
+        model = M4SurvivalEstimator(d_model=8, encoder_hidden=8, max_epochs=1, random_state=0)
+        assert list(model.fit(X, y).modalities_) == ["mri", "pathology"]
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            ({"values": np.ones(3), "modality": "t1"}, "must be 2-D"),
+            ({"values": np.ones((2, 2)), "modality": "t1__x"}, "modality must be"),
+            ({"values": np.ones((2, 2)), "modality": "t1", "model": ""}, "model must be"),
+            ({"values": np.ones((2, 2)), "modality": "t1", "index": ["A"]}, "1 IDs for 2 rows"),
+            (
+                {"values": np.ones((2, 2)), "modality": "t1", "index": ["A", "A"]},
+                r"more than once \(A\)",
+            ),
+        ],
+    )
+    def test_bad_input_is_named(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            embedding_frame(**kwargs)
