@@ -286,6 +286,9 @@ def run_study(
 
     figure = Figure(figsize=(6.4, 1.4 + 0.4 * len(table)), layout="constrained")
     ax = plot_ablation(table, figure.add_subplot(), score="c_index")
+    # one parameter, the model: name each row by its model alone
+    ax.set_yticklabels([t.get_text().removeprefix("model=") for t in ax.get_yticklabels()])
+    ax.set_xlabel("Harrell's C (mean ± sd over splits)")
     ax.set_title(f"{title}: Harrell's C over {len(splits)} splits")
     figure.savefig(output / "ablation.png", dpi=120, bbox_inches="tight")
 

@@ -276,9 +276,17 @@ def _check_events(column, rows: _Rows):
     event = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
     bad = np.flatnonzero(~np.isin(event, [0, 1]))
     if len(bad):
+        hint = ""
+        labels = sorted(map(str, column.dropna().unique()))
+        if len(labels) == 2 and column.dtype.kind not in "biuf":
+            hint = (
+                f"; it holds the two labels {labels[0]!r} and {labels[1]!r}: write them as 0 "
+                f"and 1 first, e.g. in pandas df[{column.name!r}] = (df[{column.name!r}] == "
+                f"{labels[1]!r}).astype(int) if {labels[1]!r} means the event"
+            )
         raise _fail(
             f"--event column {column.name!r} must be 0 (censored) or 1 (event); it has "
-            f"{_show(column.iloc[bad[0]])} at {rows.describe(bad)}"
+            f"{_show(column.iloc[bad[0]])} at {rows.describe(bad)}{hint}"
         )
     return event.astype(bool)
 

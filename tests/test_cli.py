@@ -218,6 +218,14 @@ def _drop_modalities(frame, rows, columns):
 class TestTableValidation:
     """Bad values are reported by line of the file and patient ID, before any fit."""
 
+    def test_text_event_labels_get_a_recoding_hint(self, cohort, tmp_path):
+        cohort["dead"] = np.where(cohort["dead"] == 1, "yes", "no")
+        with pytest.raises(SystemExit) as exit_:
+            main(_ablate(_write(cohort, tmp_path), "--id-column", "patient"))
+        text = str(exit_.value.code)
+        assert "holds the two labels 'no' and 'yes'" in text
+        assert "(df['dead'] == 'yes').astype(int)" in text
+
     @pytest.mark.parametrize(
         ("change", "rows", "message"),
         [
