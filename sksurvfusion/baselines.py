@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import ClassVar
@@ -297,6 +298,9 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
                 widths[-1] += 1
 
         self.modalities_ = modalities
+        self._with_indicator = [
+            self.missing == "impute" and not present[:, j].all() for j in range(len(modalities))
+        ]
         # The inner steps see arrays sliced from X, not X's names: under a global
         # pandas or polars output they would name their outputs by position within
         # the slice and then disagree with the names the ColumnTransformer hands them.
@@ -328,6 +332,8 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         )
         present = self._presence(X, self.modalities_, _row_labels(index, X.shape[0]))
         Xt = self.transformer_.transform(X)
+        if self.missing == "impute":
+            self._warn_unseen_missing(present, _row_labels(index, X.shape[0]))
         if self.missing == "nan" and not present.all():
             starts = np.cumsum([0, *self._output_widths])
             for j, (start, stop) in enumerate(itertools.pairwise(starts)):
@@ -335,6 +341,23 @@ class ModalityPreprocessor(TransformerMixin, BaseEstimator):
         if self._output_is_unconfigured():
             return pd.DataFrame(Xt, index=index, columns=self.get_feature_names_out())
         return Xt
+
+    def _warn_unseen_missing(self, present, labels) -> None:
+        """A modality missing now but present in every training row has no indicator."""
+        with_indicator = getattr(self, "_with_indicator", None)
+        if with_indicator is None:  # fitted by an earlier version
+            return
+        for j, name in enumerate(self.modalities_):
+            if with_indicator[j] or present[:, j].all():
+                continue
+            warnings.warn(
+                f"modality {name!r} is missing in {_describe_rows(labels[~present[:, j]])}, "
+                "but every training row had it, so it has no missing indicator: these "
+                "patients get its training mean and are read as average. Train on patients "
+                "without it too, or use M4SurvivalEstimator, which masks a missing modality.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

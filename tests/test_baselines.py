@@ -1,4 +1,5 @@
 import doctest
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,8 @@ class TestMakeCoxBaseline:
         X_test = X.copy()
         X_test.loc[:9, [c for c in X.columns if c.startswith("b__")]] = np.nan
         X_test.loc[:9, [c for c in X.columns if c.startswith("a__")]] = 0.1
-        assert np.isfinite(model.predict(X_test)).all()
+        with pytest.warns(UserWarning, match="'b' is missing in rows"):
+            assert np.isfinite(model.predict(X_test)).all()
 
     def test_partially_missing_modality_raises(self, with_missing):
         X, y = with_missing
@@ -172,6 +174,27 @@ class TestMakeCoxBaseline:
 
 
 class TestModalityPreprocessor:
+    def test_a_modality_missing_only_at_predict_time_is_named_in_a_warning(self):
+        X, _ = make_multimodal_survival(
+            60, modalities={"mri": 4, "pathology": 3}, n_latent=2, random_state=0
+        )
+        X.index = [f"P{i:02d}" for i in range(len(X))]
+        prep = ModalityPreprocessor(missing="impute").fit(X)
+        test = X.copy()
+        test.loc[["P03", "P07"], test.columns.str.startswith("pathology__")] = np.nan
+        with pytest.warns(UserWarning, match=r"'pathology' is missing in rows \[P03, P07\]"):
+            Xt = prep.transform(test)
+        # still imputed as documented: the training mean, zero after scaling
+        np.testing.assert_array_equal(Xt.filter(like="pathology__").loc[["P03", "P07"]], 0.0)
+        # a modality seen missing in training has its indicator, and no warning
+        train = X.copy()
+        train.loc[["P01"], train.columns.str.startswith("pathology__")] = np.nan
+        prep = ModalityPreprocessor(missing="impute").fit(train)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Xt = prep.transform(test)
+        assert Xt.loc[["P03", "P07"], "pathology__missing"].tolist() == [1.0, 1.0]
+
     def test_components_capped_below_training_rows(self):
         # centred data of 6 rows span 5 directions; a sixth whitened component would be
         # noise scaled up by about 1e6
