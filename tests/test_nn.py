@@ -27,8 +27,9 @@ from sksurvfusion.nn import (
     pool_tokens,
     selective_scan,
 )
-from sksurvfusion.nn._inner import FUSED_MAX_LENGTH
 from sksurvfusion.nn._random import Dropout, draws_from, set_generator
+from sksurvfusion.nn.adapters import MambaBlock
+from sksurvfusion.nn.scan import FUSED_MAX_LENGTH, mamba_mixer
 
 from _numerics import assert_close_to_scale
 
@@ -218,8 +219,119 @@ class TestMamba:
         assert not mixer._can_fuse(short.half())
         with torch.no_grad():
             assert not mixer._can_fuse(short)
+        assert not mixer._can_fuse(torch.randn(0, 5, 8))
         monkeypatch.setattr("sksurvfusion.nn.mamba.FUSED_MAX_STATE", 2 * 5 * 16 * 4 - 1)
         assert not mixer._can_fuse(short)
+
+    @staticmethod
+    def mixer_args(mixer):
+        """The arguments of ``mamba_mixer`` after the input, as the module passes them."""
+        return [
+            mixer.in_proj.weight, mixer.in_proj.bias, mixer.conv1d.weight, mixer.conv1d.bias,
+            mixer.x_proj.weight, mixer.dt_proj.weight, mixer.dt_proj.bias, mixer.A_log,
+            mixer.D, mixer.out_proj.weight, mixer.out_proj.bias,
+        ]  # fmt: skip
+
+    @pytest.mark.parametrize(
+        ("length", "d_conv", "bias", "conv_bias"),
+        [(1, 4, True, True), (2, 4, False, False), (5, 4, True, False), (6, 2, False, True)],
+    )
+    def test_fused_mixer_gradcheck(self, length, d_conv, bias, conv_bias):
+        # every argument of the one autograd node, with and without the optional biases,
+        # and sequences shorter than the convolution
+        mixer = Mamba(4, d_state=3, d_conv=d_conv, bias=bias, conv_bias=conv_bias)
+        mixer = randomise(mixer).double()
+        x = torch.randn(2, length, 4, dtype=torch.float64, requires_grad=True)
+        args = [
+            a if a is None else a.detach().clone().requires_grad_() for a in self.mixer_args(mixer)
+        ]
+        assert torch.autograd.gradcheck(mamba_mixer, (x, *args))
+        flat = [*args]
+        flat[2] = flat[2].detach().squeeze(1).requires_grad_()  # (d_inner, d_conv) as well
+        assert torch.autograd.gradcheck(mamba_mixer, (x, *flat))
+
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+    @pytest.mark.parametrize("length", [1, 5, FUSED_MAX_LENGTH])
+    def test_fused_mixer_equals_reference_recurrence(self, monkeypatch, dtype, length):
+        # Outputs and the gradients of the input and of every parameter against the unfused
+        # module running the plain autograd loop (mamba_ssm's selective_scan_ref recurrence).
+        mixer = randomise(Mamba(16, d_state=8, bias=True)).to(dtype)
+        x = torch.randn(6, length, 16, dtype=dtype, requires_grad=True)
+        weight = torch.randn(6, length, 16, dtype=dtype)
+        leaves = [x, *mixer.parameters()]
+        assert mixer._can_fuse(x)
+        fused = mixer(x)
+        fused_grads = torch.autograd.grad(fused, leaves, weight)
+        monkeypatch.setattr(
+            "sksurvfusion.nn.mamba.selective_scan",
+            lambda *args, **kwargs: selective_scan(*args, **kwargs, method="loop"),
+        )
+        mixer.use_fast_path = False
+        reference = mixer(x)
+        reference_grads = torch.autograd.grad(reference, leaves, weight)
+        assert_close_to_scale(fused, reference)
+        names = ["x", *(name for name, _ in mixer.named_parameters())]
+        for name, got, expected in zip(names, fused_grads, reference_grads, strict=True):
+            assert_close_to_scale(got, expected, msg=name)
+
+    def test_fused_mixer_backward_twice_and_interleaved(self):
+        # The fused mixer keeps its states in pooled buffers: a retained graph must find
+        # them intact after other calls took and returned buffers of the same size.
+        mixer = randomise(Mamba(8, d_state=4)).double()
+        first = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+        second = torch.randn(3, 5, 8, dtype=torch.float64, requires_grad=True)
+
+        def reference(x):
+            mixer.use_fast_path = False
+            out = mixer(x)
+            mixer.use_fast_path = True
+            return out, torch.autograd.grad(out.sum(), x)[0]
+
+        expected = [reference(first), reference(second)]
+        out_first = mixer(first)
+        out_second = mixer(second)  # two graphs alive at once, as in a stack of layers
+        for _ in range(3):
+            (grad_second,) = torch.autograd.grad(out_second.sum(), second, retain_graph=True)
+            mixer(torch.randn_like(first)).sum().backward()  # takes and returns buffers
+            (grad_first,) = torch.autograd.grad(out_first.sum(), first, retain_graph=True)
+            torch.testing.assert_close(grad_first, expected[0][1])
+            torch.testing.assert_close(grad_second, expected[1][1])
+        torch.testing.assert_close(out_first, expected[0][0])
+        torch.testing.assert_close(out_second, expected[1][0])
+
+    def test_fused_mixer_in_threads(self):
+        mixer = randomise(Mamba(8, d_state=4)).double()
+        x = torch.randn(4, 5, 8, dtype=torch.float64, requires_grad=True)
+        expected = torch.autograd.grad(mixer(x).square().sum(), x)[0]
+        results = {}
+
+        def work(i):
+            for _ in range(10):
+                results[i] = torch.autograd.grad(mixer(x).square().sum(), x)[0]
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(results) == 4
+        for grad in results.values():
+            torch.testing.assert_close(grad, expected)
+
+    def test_fused_and_unfused_blocks_draw_the_same_dropout(self):
+        # The fused mixer's output is batch-first in memory, so a dropout mask drawn for it
+        # falls on the same elements as one drawn for the unfused path's output.
+        block = randomise(MambaBlock(8, d_state=4, dropout=0.5)).train()
+        x = torch.randn(4, 5, 8, requires_grad=True)
+        outputs = []
+        for use_fast_path in (True, False):
+            block.mixer.use_fast_path = use_fast_path
+            set_generator(block, torch.Generator().manual_seed(5))
+            out = block(x)
+            outputs.append((out, torch.autograd.grad(out.square().sum(), x)[0]))
+        assert outputs[0][0].is_contiguous()
+        for fused, unfused in zip(*outputs, strict=True):
+            assert_close_to_scale(fused, unfused)
 
     def test_state_dict_matches_mamba_ssm(self):
         d_model, d_state, d_conv, expand = 40, 8, 4, 2

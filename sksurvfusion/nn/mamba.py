@@ -17,9 +17,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sksurvfusion.nn._inner import FUSED_MAX_LENGTH, FUSED_MAX_STATE, mamba_inner
 from sksurvfusion.nn._validation import check_choice
-from sksurvfusion.nn.scan import causal_conv1d_silu, selective_scan
+from sksurvfusion.nn.scan import (
+    FUSED_MAX_LENGTH,
+    FUSED_MAX_STATE,
+    causal_conv1d_silu,
+    mamba_mixer,
+    selective_scan,
+)
 
 __all__ = ["MAMBA_BACKENDS", "Mamba", "mamba_ssm_available"]
 
@@ -123,9 +128,10 @@ class Mamba(nn.Module):
         Run the whole mixer as one fused operation: ``mamba_ssm``'s ``mamba_inner_fn``
         (which needs ``causal_conv1d``) on that backend; on the pure-torch path, while
         gradients are recorded, one autograd node with a hand-written backward for float32
-        or float64 sequences of up to 32 tokens and 2**19 state elements, outside autocast
-        (otherwise the blocked scan, which keeps one token's state in memory rather than
-        all of them). Neither supports higher-order gradients.
+        or float64 sequences of up to 16 tokens and 2**21 state elements
+        (``batch * length * d_inner * d_state``), outside autocast (otherwise the blocked
+        scan, which keeps one token's state in memory rather than all of them). Neither
+        supports higher-order gradients.
     layer_idx : int, optional
         Kept for compatibility (``mamba_ssm`` uses it for its inference cache).
     device, dtype : optional
@@ -256,11 +262,11 @@ class Mamba(nn.Module):
     def _forward_torch(self, hidden_states: Tensor) -> Tensor:
         dtype = hidden_states.dtype
         if self._can_fuse(hidden_states):
-            return mamba_inner(
+            return mamba_mixer(
                 hidden_states,
                 self.in_proj.weight,
                 self.in_proj.bias,
-                self.conv1d.weight.squeeze(1),
+                self.conv1d.weight,
                 self.conv1d.bias,
                 self.x_proj.weight,
                 self.dt_proj.weight,
@@ -302,6 +308,7 @@ class Mamba(nn.Module):
         return (
             self.use_fast_path
             and torch.is_grad_enabled()
+            and batch > 0
             and 0 < length <= FUSED_MAX_LENGTH
             and batch * length * self.d_inner * self.d_state <= FUSED_MAX_STATE
             and dtype in (torch.float32, torch.float64)
