@@ -19,7 +19,16 @@ from sksurvfusion.nn._random import draws_from, set_generator
 
 __all__ = ["build_net", "infer"]
 
+# Rows per inference batch on the CPU: as many as fit in _INFERENCE_BYTES of float32
+# input, within these bounds (on a GPU, the most). The encoders copy each batch's
+# columns once; below ~32 MiB the copy stays in the cache and in memory the allocator
+# reuses, where 4096 rows of 5,632 columns (90 MiB) ran 1.5 times slower. Narrow tables
+# take the most rows: the Python of one forward pass costs about a millisecond.
 _INFERENCE_BATCH = 4096
+_INFERENCE_MIN_BATCH = 256
+_INFERENCE_BYTES = 1 << 25
+# bytes of rows that a training iterator gathers at once
+_GATHER_BYTES = 1 << 24
 # module arguments that are estimator parameters of the same name
 _MODULE_PARAMS = (
     "adapter",
@@ -41,14 +50,15 @@ _MODULE_PARAMS = (
 
 
 def _dataset_tensors(dataset):
-    """``(X, y)`` tensors behind a skorch Dataset of tensors or a Subset of one, else None."""
+    """``(X, y, rows)`` behind a skorch Dataset of tensors or a Subset of one, else None:
+    the dataset's tensors and the positions of its rows in them (None for all rows)."""
     if isinstance(dataset, Subset):
         tensors = _dataset_tensors(dataset.dataset)
         if tensors is None:
             return None
+        X, y, rows = tensors
         index = torch.as_tensor(dataset.indices, dtype=torch.long)
-        X, y = tensors
-        return {k: v[index] for k, v in X.items()}, None if y is None else y[index]
+        return X, y, index if rows is None else rows[index]
     X, y = getattr(dataset, "X", None), getattr(dataset, "y", None)
     if (
         # exactly skorch's Dataset: a subclass may transform its items
@@ -57,46 +67,61 @@ def _dataset_tensors(dataset):
         and all(isinstance(v, torch.Tensor) for v in X.values())
         and (y is None or isinstance(y, torch.Tensor))
     ):
-        return X, y
+        return X, y, None
     return None
 
 
 class _TensorBatches:
     """skorch iterator whose batches are slices of the dataset's tensors.
 
-    A shuffled epoch gathers the rows once, in a random order, and then slices; the
-    DataLoader route gathers once per batch (and skorch's default, once per row).
+    Rows are gathered (in a random order when shuffling) a chunk of about
+    ``_GATHER_BYTES`` at a time, and the batches are slices of the chunk: one gather
+    for many small batches, as cheap as one for the whole epoch, while the memory held
+    stays a few megabytes instead of a copy of ``X`` (the DataLoader route gathers once
+    per batch; skorch's default, once per row).
     """
 
-    def __init__(self, X, y, batch_size, shuffle, generator=None):
-        self.X, self.y = X, y
+    def __init__(self, X, y, batch_size, shuffle, generator=None, rows=None):
+        self.X, self.y, self.rows = X, y, rows
         self.batch_size, self.shuffle, self.generator = batch_size, shuffle, generator
-        self.n_samples = len(next(iter(X.values())))
+        self.n_samples = len(next(iter(X.values()))) if rows is None else len(rows)
 
     def __len__(self):
         return -(-self.n_samples // self.batch_size)
 
     def __iter__(self):
-        X, y = self.X, self.y
+        X, y, rows = self.X, self.y, self.rows
         if self.shuffle:
             order = torch.randperm(self.n_samples, generator=self.generator)
-            X = {k: v[order] for k, v in X.items()}
-            y = None if y is None else y[order]
+            rows = order if rows is None else rows[order]
         # skorch's own placeholder for a missing target
         placeholder = torch.Tensor([0])
-        for start in range(0, self.n_samples, self.batch_size):
-            stop = start + self.batch_size
-            yield (
-                {k: v[start:stop] for k, v in X.items()},
-                placeholder if y is None else y[start:stop],
-            )
+        row_bytes = sum(v[:1].numel() * v.element_size() for v in X.values())
+        per_chunk = max(1, _GATHER_BYTES // max(1, row_bytes * self.batch_size))
+        chunk_rows = per_chunk * self.batch_size
+        for chunk_start in range(0, self.n_samples, chunk_rows):
+            chunk_stop = min(chunk_start + chunk_rows, self.n_samples)
+            if rows is None:
+                X_chunk = {k: v[chunk_start:chunk_stop] for k, v in X.items()}
+                y_chunk = None if y is None else y[chunk_start:chunk_stop]
+            else:
+                index = rows[chunk_start:chunk_stop]
+                X_chunk = {k: v[index] for k, v in X.items()}
+                y_chunk = None if y is None else y[index]
+            for start in range(0, chunk_stop - chunk_start, self.batch_size):
+                stop = start + self.batch_size
+                yield (
+                    {k: v[start:stop] for k, v in X_chunk.items()},
+                    placeholder if y_chunk is None else y_chunk[start:stop],
+                )
 
 
 def _batch_loader(dataset, batch_size, shuffle=False, generator=None):
     """Batches of a dataset: tensor slices when it holds tensors, else a DataLoader."""
     tensors = _dataset_tensors(dataset)
     if tensors is not None:
-        return _TensorBatches(*tensors, batch_size, shuffle, generator)
+        X, y, rows = tensors
+        return _TensorBatches(X, y, batch_size, shuffle, generator, rows=rows)
     sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
         dataset, sampler=BatchSampler(sampler, batch_size, drop_last=False), batch_size=None
@@ -344,7 +369,9 @@ def build_net(estimator, modalities, groups, device, seed) -> NeuralNet:
         iterator_train__shuffle=True,
         iterator_train__generator=generator,
         iterator_valid=_batch_loader,
-        iterator_valid__batch_size=_INFERENCE_BATCH,
+        iterator_valid__batch_size=_inference_batch(
+            sum(len(columns) for columns in modalities.values()), device
+        ),
         train_split=train_split,
         callbacks=callbacks,
         verbose=int(estimator.verbose),
@@ -356,13 +383,22 @@ def _silent(*args, **kwargs) -> None:
     return None
 
 
+def _inference_batch(n_features: int, device) -> int:
+    """Rows per inference batch of a table of ``n_features`` float32 columns."""
+    if torch.device(device).type != "cpu":  # no CPU cache to stay in
+        return _INFERENCE_BATCH
+    rows = _INFERENCE_BYTES // (4 * max(1, n_features))
+    return max(_INFERENCE_MIN_BATCH, min(_INFERENCE_BATCH, rows))
+
+
 def infer(module, X: np.ndarray, mask: np.ndarray, method: str, device) -> np.ndarray:
     module.eval()
     call = getattr(module, method)
+    batch = _inference_batch(X.shape[1], device)
     outputs = []
     with torch.inference_mode():
-        for start in range(0, X.shape[0], _INFERENCE_BATCH):
-            stop = start + _INFERENCE_BATCH
+        for start in range(0, X.shape[0], batch):
+            stop = start + batch
             x = torch.from_numpy(X[start:stop]).to(device)
             m = torch.from_numpy(mask[start:stop]).to(device)
             outputs.append(call(x, m).float().cpu().numpy())

@@ -792,3 +792,227 @@ class TestInSearches:
                 wrapped, {"estimator__adapter": ["mamba", "mlp"]}, cv=KFold(2), error_score="raise"
             ).fit(X, y)
             assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+class TestLargeInputs:
+    """What makes 100,000 patients of 5,632 columns fit in memory and predict fast: a
+    float32 table reaches the network uncopied, the training iterator gathers a few
+    megabytes at a time, and the modality mask reads ``X`` without copying it."""
+
+    @staticmethod
+    def _spy_on_inputs(monkeypatch):
+        """The arrays that ``infer`` gets and the tensors the skorch net is fitted on."""
+        from sksurvfusion import _training
+        from sksurvfusion import estimator as estimator_module
+
+        inferred, fitted = [], []
+        infer = estimator_module.infer
+
+        def spy_infer(module, X, mask, method, device):
+            inferred.append(X)
+            return infer(module, X, mask, method, device)
+
+        fit = _training._FlatSurvivalNet.fit
+
+        def spy_fit(net, X, y=None, **fit_params):
+            fitted.append(X["x"])
+            return fit(net, X, y, **fit_params)
+
+        monkeypatch.setattr(estimator_module, "infer", spy_infer)
+        monkeypatch.setattr(_training._FlatSurvivalNet, "fit", spy_fit)
+        return inferred, fitted
+
+    @pytest.mark.parametrize("container", ["frame", "array"])
+    def test_float32_input_is_not_copied(self, data, monkeypatch, container):
+        X, y = data
+        values = np.ascontiguousarray(X.to_numpy(dtype=np.float32))
+        frame = pd.DataFrame(values, columns=X.columns, copy=False)
+        assert np.shares_memory(frame.to_numpy(), values)
+        X_in = frame if container == "frame" else values
+        inferred, fitted = self._spy_on_inputs(monkeypatch)
+        model = M4SurvivalEstimator(**TINY).fit(X_in, y)
+        model.predict(X_in)
+        model.transform(X_in)
+        assert len(inferred) == 3  # the training risks, predict, transform
+        assert len(fitted) == 1
+        for array in inferred:
+            assert array.dtype == np.float32
+            assert np.shares_memory(array, values)
+        assert fitted[0].dtype == torch.float32
+        assert np.shares_memory(fitted[0].numpy(), values)
+
+    @pytest.mark.parametrize(
+        "convert",
+        [
+            lambda X: X.astype(np.float64),
+            lambda X: X.astype(np.float64).to_numpy(),
+            lambda X: X.astype({X.columns[0]: np.float64}),  # mixed float32 and float64
+            lambda X: pd.DataFrame(np.asfortranarray(X.to_numpy()), columns=X.columns),
+        ],
+        ids=["float64-frame", "float64-array", "mixed-frame", "fortran-frame"],
+    )
+    def test_other_input_reaches_the_network_as_float32(self, data, monkeypatch, convert):
+        X, y = data
+        converted = convert(X)
+        # the same values in float32, in the same container (an array is one modality)
+        same = X if hasattr(converted, "columns") else X.to_numpy()
+        expected = M4SurvivalEstimator(**TINY).fit(same, y).predict(same)
+        inferred, fitted = self._spy_on_inputs(monkeypatch)
+        model = M4SurvivalEstimator(**TINY).fit(converted, y)
+        np.testing.assert_array_equal(model.predict(converted), expected)
+        assert [a.dtype for a in inferred] == [np.float32, np.float32]
+        assert all(a.flags.c_contiguous for a in inferred)
+        assert fitted[0].dtype == torch.float32
+
+    @pytest.mark.parametrize(
+        "frame",
+        [
+            lambda X: X,
+            lambda X: X.astype(np.float64),
+            lambda X: X.astype({X.columns[0]: np.float64, X.columns[1]: np.int64}),
+            lambda X: X.assign(**{X.columns[2]: X.iloc[:, 2] > 0}),  # a boolean column
+            lambda X: X.iloc[::-1],
+            lambda X: X.set_axis(range(X.shape[1]), axis=1),  # no names
+        ],
+        ids=["float32", "float64", "mixed", "bool", "reversed", "unnamed"],
+    )
+    def test_frames_validate_as_validate_data_does(self, data, frame):
+        from sklearn.utils.validation import validate_data
+
+        from sksurvfusion.estimator import _FeatureProbe, _validate_features
+
+        X = frame(data[0])
+        probe, reference = _FeatureProbe(), _FeatureProbe()
+        values = _validate_features(probe, X, reset=True)
+        expected = validate_data(reference, X, dtype=np.float32, order="C", ensure_all_finite=False)
+        np.testing.assert_array_equal(values, expected)
+        assert values.dtype == np.float32
+        assert values.flags.c_contiguous
+        assert probe.n_features_in_ == reference.n_features_in_
+        assert hasattr(probe, "feature_names_in_") == hasattr(reference, "feature_names_in_")
+        if hasattr(reference, "feature_names_in_"):
+            np.testing.assert_array_equal(probe.feature_names_in_, reference.feature_names_in_)
+
+    def test_renamed_columns_at_predict(self, fitted, data):
+        X, _ = data
+        renamed = X.rename(columns={X.columns[0]: "t1__other__0"})
+        with pytest.raises(ValueError, match="Feature names unseen at fit time"):
+            fitted.predict(renamed)
+
+    @pytest.mark.parametrize("shuffle", [False, True])
+    @pytest.mark.parametrize("rows", [None, [7, 2, 9, 0, 4, 5, 1]], ids=["all", "subset"])
+    @pytest.mark.parametrize("gather_bytes", [1, 200, 1 << 30])
+    def test_batches_equal_those_of_one_gather(self, monkeypatch, shuffle, rows, gather_bytes):
+        from sksurvfusion import _training
+
+        monkeypatch.setattr(_training, "_GATHER_BYTES", gather_bytes)
+        gathered = []
+
+        class Recorded(torch.Tensor):
+            """Records the length of each index that gathers its rows."""
+
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):
+                if func is torch.Tensor.__getitem__ and isinstance(args[1], torch.Tensor):
+                    gathered.append(len(args[1]))
+                return super().__torch_function__(func, types, args, kwargs or {})
+
+        X = {
+            "x": torch.arange(40.0).reshape(10, 4).as_subclass(Recorded),
+            "mask": torch.arange(10) % 3 > 0,
+        }
+        y = torch.arange(20.0).reshape(10, 2)
+        rows = None if rows is None else torch.tensor(rows)
+        batches = _training._TensorBatches(
+            X, y, 3, shuffle, torch.Generator().manual_seed(0), rows=rows
+        )
+        index = torch.arange(10) if rows is None else rows
+        if shuffle:
+            index = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))]
+        expected = index.split(3)
+        assert len(batches) == len(expected)
+        got = list(batches)
+        by_iterator = list(gathered)  # not the comparisons' below
+        assert len(got) == len(expected)
+        for (X_batch, y_batch), rows_batch in zip(got, expected, strict=True):
+            assert torch.equal(X_batch["x"], X["x"][rows_batch])
+            assert torch.equal(X_batch["mask"], X["mask"][rows_batch])
+            assert torch.equal(y_batch, y[rows_batch])
+        # rows of 4 float32 and a bool: at most gather_bytes of them at once, or a batch
+        assert bool(by_iterator) == (shuffle or rows is not None)
+        assert max(by_iterator, default=0) <= max(3, gather_bytes // 17)
+
+    @pytest.mark.parametrize("params", [{}, {"early_stopping": True}], ids=["all", "split"])
+    def test_fit_is_that_of_one_gather_per_epoch(self, data, monkeypatch, params):
+        from sksurvfusion import _training
+
+        X, y = data
+        model = M4SurvivalEstimator(**TINY | params)
+        expected = model.fit(X, y).predict(X)
+        monkeypatch.setattr(_training, "_GATHER_BYTES", 1)  # one batch per gather
+        np.testing.assert_array_equal(model.fit(X, y).predict(X), expected)
+
+    @pytest.mark.parametrize(
+        "defect",
+        ["none", "missing", "overflow", "partial", "inf", "inf-minus-inf", "empty-row"],
+    )
+    @pytest.mark.parametrize("contiguous", [True, False])
+    def test_mask_equals_modality_mask(self, defect, contiguous):
+        from sksurvfusion.estimator import _MASK_CHUNK_ROWS, _modality_mask
+
+        rng = np.random.default_rng(0)
+        n = _MASK_CHUNK_ROWS + 100  # two chunks
+        X = rng.standard_normal((n, 12)).astype(np.float32)
+        if contiguous:
+            modalities = {"a": np.arange(0, 5), "b": np.arange(5, 9), "c": np.arange(9, 12)}
+        else:
+            modalities = {"a": np.arange(0, 10, 2), "b": np.arange(1, 9, 2), "c": [9, 11, 10]}
+        modalities = {name: np.asarray(columns) for name, columns in modalities.items()}
+        rows = [3, _MASK_CHUNK_ROWS + 7, n - 1]
+        b = modalities["b"]
+        if defect != "none":
+            X[np.ix_(rows, b)] = np.nan
+        if defect == "overflow":  # finite values whose sum overflows
+            X[rows[0], modalities["a"]] = 3e38
+        elif defect == "partial":
+            X[rows[1], b[0]] = 1.0
+        elif defect == "inf":
+            X[rows[2], modalities["c"][1]] = np.inf
+        elif defect == "inf-minus-inf":
+            X[rows[0], modalities["a"][:2]] = [np.inf, -np.inf]
+        elif defect == "empty-row":
+            X[rows[1]] = np.nan
+        try:
+            expected = modality_mask(X, modalities)
+        except ValueError as exc:
+            with pytest.raises(ValueError) as raised:
+                _modality_mask(X, modalities, None, modalities)
+            assert str(raised.value) == str(exc)
+        else:
+            np.testing.assert_array_equal(_modality_mask(X, modalities, None, modalities), expected)
+            assert expected[rows[0], 1] == (defect == "none")
+
+    def test_inference_batches(self):
+        from sksurvfusion._training import (
+            _INFERENCE_BATCH,
+            _INFERENCE_BYTES,
+            _INFERENCE_MIN_BATCH,
+            _inference_batch,
+        )
+
+        assert _inference_batch(5632, "cpu") == _INFERENCE_BYTES // (4 * 5632)
+        assert _inference_batch(40, "cpu") == _INFERENCE_BATCH
+        assert _inference_batch(10**7, "cpu") == _INFERENCE_MIN_BATCH
+        assert _inference_batch(5632, "cuda") == _INFERENCE_BATCH
+
+    def test_failed_predict_leaves_the_model_as_it_was(self, data):
+        X, y = data
+        model = M4SurvivalEstimator(**TINY).fit(X, y)
+        before = model.predict(X)
+        bad = X.copy()
+        bad.iloc[5, 30] = np.inf
+        with pytest.raises(ValueError, match=r"modality 'pathology' has infinite values"):
+            model.predict(bad)
+        with pytest.raises(ValueError, match=r"modality 'pathology' has infinite values"):
+            model.fit(bad, y)
+        np.testing.assert_array_equal(model.predict(X), before)
