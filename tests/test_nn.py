@@ -29,7 +29,7 @@ from sksurvfusion.nn import (
 )
 from sksurvfusion.nn._random import Dropout, draws_from, set_generator
 from sksurvfusion.nn.adapters import MambaBlock
-from sksurvfusion.nn.scan import FUSED_MAX_LENGTH, mamba_mixer
+from sksurvfusion.nn.scan import FUSED_MAX_LENGTH, mamba_mixer, mamba_mixer_inference
 
 from _numerics import assert_close_to_scale
 
@@ -214,14 +214,55 @@ class TestMamba:
     def test_fused_mixer_only_for_short_small_recorded_sequences(self, monkeypatch):
         mixer = Mamba(8, d_state=4)
         short = torch.randn(2, 5, 8)
-        assert mixer._can_fuse(short)
-        assert not mixer._can_fuse(torch.randn(2, FUSED_MAX_LENGTH + 1, 8))
-        assert not mixer._can_fuse(short.half())
+        assert mixer._fused_kernel(short) is mamba_mixer
+        assert mixer._fused_kernel(torch.randn(2, FUSED_MAX_LENGTH + 1, 8)) is None
+        assert mixer._fused_kernel(short.half()) is None
         with torch.no_grad():
-            assert not mixer._can_fuse(short)
-        assert not mixer._can_fuse(torch.randn(0, 5, 8))
+            assert mixer._fused_kernel(short) is mamba_mixer_inference
+            assert mixer._fused_kernel(torch.randn(2, FUSED_MAX_LENGTH + 1, 8)) is None
+        with torch.inference_mode():
+            assert mixer._fused_kernel(short) is mamba_mixer_inference
+        assert mixer._fused_kernel(torch.randn(0, 5, 8)) is None
         monkeypatch.setattr("sksurvfusion.nn.mamba.FUSED_MAX_STATE", 2 * 5 * 16 * 4 - 1)
-        assert not mixer._can_fuse(short)
+        assert mixer._fused_kernel(short) is None
+        with torch.no_grad():  # keeps one token's state: no limit
+            assert mixer._fused_kernel(short) is mamba_mixer_inference
+
+    @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+    @pytest.mark.parametrize("length", [1, 2, 5, FUSED_MAX_LENGTH])
+    @pytest.mark.parametrize("bias", [True, False])
+    def test_inference_mixer_equals_reference_recurrence(self, monkeypatch, dtype, length, bias):
+        # 2 x 16 x 16 state elements per row: blocks of _BLOCK_ELEMENTS / 512 rows, so
+        # that 2 blocks and a part of one are run
+        monkeypatch.setattr("sksurvfusion.nn.scan._BLOCK_ELEMENTS", 512 * 7)
+        mixer = randomise(Mamba(16, d_state=16, expand=1, bias=bias, conv_bias=bias))
+        mixer = mixer.to(dtype)
+        x = torch.randn(17, length, 16, dtype=dtype)
+        with torch.no_grad():
+            assert mixer._fused_kernel(x) is mamba_mixer_inference
+            fast = mixer(x)
+        trained = mixer(x)  # the training kernel, on the same input
+        monkeypatch.setattr(
+            "sksurvfusion.nn.mamba.selective_scan",
+            lambda *args, **kwargs: selective_scan(*args, **kwargs, method="loop"),
+        )
+        mixer.use_fast_path = False
+        with torch.no_grad():
+            reference = mixer(x)
+        assert_close_to_scale(fast, reference)
+        assert_close_to_scale(fast, trained.detach())
+
+    def test_inference_mixer_clamps_subnormal_decays_as_training_does(self):
+        # steps so large that exp(delta A) falls below the smallest normal float
+        mixer = randomise(Mamba(8, d_state=4))
+        with torch.no_grad():
+            mixer.dt_proj.bias.fill_(200.0)
+        x = torch.randn(3, 5, 8)
+        with torch.no_grad():
+            fast = mixer(x)
+        trained = mixer(x).detach()
+        assert torch.isfinite(fast).all()
+        assert_close_to_scale(fast, trained)
 
     @staticmethod
     def mixer_args(mixer):
@@ -259,7 +300,7 @@ class TestMamba:
         x = torch.randn(6, length, 16, dtype=dtype, requires_grad=True)
         weight = torch.randn(6, length, 16, dtype=dtype)
         leaves = [x, *mixer.parameters()]
-        assert mixer._can_fuse(x)
+        assert mixer._fused_kernel(x) is mamba_mixer
         fused = mixer(x)
         fused_grads = torch.autograd.grad(fused, leaves, weight)
         monkeypatch.setattr(
@@ -549,6 +590,31 @@ class TestEncoders:
         n_separate = sum(p.numel() for p in separate.parameters())
         n_shared = sum(p.numel() for p in shared.parameters())
         assert n_separate - n_shared == per_encoder
+
+    @pytest.mark.parametrize("bias", [True, False])
+    @pytest.mark.parametrize("rows", [5, 200])
+    def test_consecutive_group_read_in_place_equals_the_mlp(self, bias, rows):
+        # A group in consecutive columns is read as a strided view by one batched product
+        # (without gradients, or from _IN_PLACE_MIN_ROWS rows with them); outputs and
+        # gradients equal those of the MLP on a copy of the columns.
+        from sksurvfusion.nn.encoders import _IN_PLACE_MIN_ROWS
+
+        assert 5 < _IN_PLACE_MIN_ROWS <= 200
+        encoder = ModalityEncoder([range(0, 6), range(6, 12), range(12, 18)], 8, hidden=16)
+        if not bias:
+            encoder.mlp[0].bias = None
+        encoder = encoder.double().eval()
+        x = torch.randn(rows, 20, dtype=torch.float64)
+        copied = x[:, :18].reshape(rows, 3, 6).clone()
+        weight = torch.randn(rows, 3, 8, dtype=torch.float64)
+        with torch.no_grad():
+            assert_close_to_scale(encoder(x), encoder.mlp(copied))
+        out = encoder(x)
+        grads = torch.autograd.grad(out, list(encoder.parameters()), weight)
+        expected = torch.autograd.grad(encoder.mlp(copied), list(encoder.parameters()), weight)
+        assert_close_to_scale(out.detach(), encoder.mlp(copied).detach())
+        for got, want in zip(grads, expected, strict=True):
+            assert_close_to_scale(got, want)
 
     def test_group_encoding_equals_encoding_each_modality(self):
         tokenizer = ModalityTokenizer(COLUMNS, 8, hidden=16, encoder_groups=[[2, 0]]).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 from numbers import Integral
 
 import torch
@@ -50,6 +51,12 @@ def _contiguous_block(columns: Sequence[int]) -> slice | None:
         if list(columns) == list(range(start, start + len(columns)))
         else None
     )
+
+
+# Rows from which a training step reads a group's columns in place (see
+# ModalityEncoder._first_layer); measured on 2 cores, 4 x 1024 columns to 64: fewer rows
+# run the backward of the batched product slower than a copy and one product.
+_IN_PLACE_MIN_ROWS = 128
 
 
 def _all_present(mask: Tensor) -> bool:
@@ -139,7 +146,34 @@ class ModalityEncoder(nn.Module):
             values = x[:, self._block].unflatten(1, self.columns.shape)
         if present is not None:
             values = torch.where(present.unsqueeze(-1), values, 0.0)
-        return self.mlp(values)
+        hidden = self._first_layer(values)
+        for layer in islice(self.mlp, 1, None):
+            hidden = layer(hidden)
+        return hidden
+
+    def _first_layer(self, values: Tensor) -> Tensor:
+        """The first ``Linear`` of the MLP on ``values`` (batch, modalities, width).
+
+        The modalities of a group in consecutive columns are a strided view of ``x``,
+        which ``nn.Linear`` first copies to fold batch and modality into rows. A batched
+        product over the modalities reads the view in place: at 1,489 rows of 4 x 1,024
+        columns 20 % faster without gradients and 28 % with them, while below
+        ``_IN_PLACE_MIN_ROWS`` rows its backward is the slower one.
+        """
+        linear = self.mlp[0]
+        batch, n_modalities, _ = values.shape
+        if (
+            n_modalities == 1
+            or values.is_contiguous()
+            or (torch.is_grad_enabled() and batch < _IN_PLACE_MIN_ROWS)
+        ):
+            return linear(values)
+        weight = linear.weight.t().expand(n_modalities, -1, -1)
+        if linear.bias is None:
+            hidden = torch.bmm(values.transpose(0, 1), weight)
+        else:
+            hidden = torch.baddbmm(linear.bias, values.transpose(0, 1), weight)
+        return hidden.transpose(0, 1)
 
 
 class ModalityLinear(nn.Module):

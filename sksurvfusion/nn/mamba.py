@@ -23,6 +23,7 @@ from sksurvfusion.nn.scan import (
     FUSED_MAX_STATE,
     causal_conv1d_silu,
     mamba_mixer,
+    mamba_mixer_inference,
     selective_scan,
 )
 
@@ -261,8 +262,9 @@ class Mamba(nn.Module):
 
     def _forward_torch(self, hidden_states: Tensor) -> Tensor:
         dtype = hidden_states.dtype
-        if self._can_fuse(hidden_states):
-            return mamba_mixer(
+        kernel = self._fused_kernel(hidden_states)
+        if kernel is not None:
+            return kernel(
                 hidden_states,
                 self.in_proj.weight,
                 self.in_proj.bias,
@@ -300,17 +302,16 @@ class Mamba(nn.Module):
         )
         return self.out_proj(y.to(dtype))
 
-    def _can_fuse(self, hidden_states: Tensor) -> bool:
+    def _fused_kernel(self, hidden_states: Tensor):
+        """``mamba_mixer`` to train, ``mamba_mixer_inference`` without gradients, or None
+        where the blocked scan runs instead (long sequences, large training states, mixed
+        dtypes, autocast)."""
         dtype = hidden_states.dtype
-        # Without gradients the blocked scan wins: op counts no longer dominate, and it
-        # keeps one token's state in memory rather than all of them.
         batch, length, _ = hidden_states.shape
-        return (
+        fusable = (
             self.use_fast_path
-            and torch.is_grad_enabled()
             and batch > 0
             and 0 < length <= FUSED_MAX_LENGTH
-            and batch * length * self.d_inner * self.d_state <= FUSED_MAX_STATE
             and dtype in (torch.float32, torch.float64)
             # The mixer's submodules are leaves, so their own parameters are all of them;
             # this reads them directly, several times faster than self.parameters().
@@ -323,6 +324,13 @@ class Mamba(nn.Module):
             # its hand-written backward does not follow autocast's per-op dtypes
             and not torch.is_autocast_enabled(hidden_states.device.type)
         )
+        if not fusable:
+            return None
+        if not torch.is_grad_enabled():
+            return mamba_mixer_inference
+        if batch * length * self.d_inner * self.d_state <= FUSED_MAX_STATE:
+            return mamba_mixer
+        return None
 
     def _forward_mamba_ssm(self, hidden_states: Tensor, ops: SimpleNamespace) -> Tensor:
         # Follows mamba_ssm's own forward: its kernels want (b, d, l) with l contiguous.
