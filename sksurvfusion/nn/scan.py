@@ -554,12 +554,11 @@ class _Lease:
     backward pass through a retained graph still finds them intact.
     """
 
-    def __init__(self, pool: _BufferPool, **buffers: Tensor) -> None:
-        self.pool, self.buffers = pool, buffers
+    def __init__(self, pool: _BufferPool, kind: str, *buffers: Tensor) -> None:
+        self.pool, self.kind, self.buffers = pool, kind, buffers
 
     def __del__(self) -> None:
-        for kind, buffer in self.buffers.items():
-            self.pool.give(kind, buffer)
+        self.pool.give(self.kind, *self.buffers)
 
 
 @functools.lru_cache(maxsize=64)
@@ -631,16 +630,14 @@ class _MambaMixerFn(torch.autograd.Function):
         # factors, on which CPU arithmetic is 10 to 50 times slower; clamping there changes
         # a factor by less than that number, far below the rounding of the state.
         shape = (length, batch, d_state, d_inner)
+        # h_{-1} = 0: the first token needs no decay, and decay[0] is left unwritten.
         decay, _ = _STATE_POOL.take(shape, u, "state")
-        torch.mul(delta.view(length, batch, 1, d_inner), At * _LOG2E, out=decay)
-        decay.clamp_min_(math.log2(torch.finfo(decay.dtype).tiny)).exp2_()
-        # states_t = decay_t * states_{t-1} + delta_t u_t B_t, in place after a zero h_{-1}
+        later = decay[1:]
+        torch.mul(delta.view(length, batch, 1, d_inner)[1:], At * _LOG2E, out=later)
+        later.clamp_min_(math.log2(torch.finfo(decay.dtype).tiny)).exp2_()
+        # states_t = decay_t * states_{t-1} + delta_t u_t B_t, states_0 = delta_0 u_0 B_0
         delta_u = delta * u
-        # h_{-1} is never written: zeroed once, when the buffer is made
-        extended, new = _STATE_POOL.take((length + 1, *shape[1:]), u, "extended")
-        if new:
-            extended[0].zero_()
-        states = extended[1:]
+        states, _ = _STATE_POOL.take(shape, u, "state")
         torch.mul(delta_u.view(length, batch, 1, d_inner), B.view(*shape[:3], 1), out=states)
         steps, decays = states.unbind(0), decay.unbind(0)
         for t in range(1, length):
@@ -653,7 +650,7 @@ class _MambaMixerFn(torch.autograd.Function):
         out = F.linear(gated, w_out, b_out)
         ctx.has_bias = (b_in is not None, b_conv is not None, b_out is not None)
         ctx.conv_shape = w_conv.shape
-        ctx.lease = _Lease(_STATE_POOL, state=decay, extended=extended)
+        ctx.lease = _Lease(_STATE_POOL, "state", decay, states)
         # Intermediates are kept as attributes: cheaper to unpack than saved tensors,
         # which are for inputs and outputs.
         ctx.save_for_backward(w_in, w_x, w_dt, D, w_out)
@@ -672,7 +669,7 @@ class _MambaMixerFn(torch.autograd.Function):
             h, x, z, index, toeplitz, before_silu, u, dt_low, B, C, dt, delta, At, delta_u,
             y, gate, gated,
         ) = ctx.intermediates  # fmt: skip
-        decay, extended = ctx.lease.buffers["state"], ctx.lease.buffers["extended"]
+        decay, states = ctx.lease.buffers
         has_b_in, has_b_conv, has_b_out = ctx.has_bias
         length, batch, d_state, d_inner = decay.shape
         rows = batch * length
@@ -689,7 +686,7 @@ class _MambaMixerFn(torch.autograd.Function):
         # y_t = <states_t, C_t> + D u_t
         grad_D = (grad_y * u).sum(0)
         grad_u = grad_y * D
-        flat_states = extended[1:].view(rows, d_state, d_inner)
+        flat_states = states.view(rows, d_state, d_inner)
         grad_C = torch.bmm(grad_y.view(rows, 1, d_inner), flat_states.transpose(1, 2))
         # Gradient of the state, accumulated backwards in time in place.
         grad_states, _ = _STATE_POOL.take(decay.shape, decay, "state")
@@ -707,13 +704,13 @@ class _MambaMixerFn(torch.autograd.Function):
         grad_B = torch.bmm(delta_u.view(rows, 1, d_inner), flat_grad_states.transpose(1, 2))
         grad_delta = grad_delta_u * u
         grad_u.addcmul_(grad_delta_u, delta)
-        # Through decay_t = exp(delta_t A), which multiplies states_{t-1} (zero at t = 0).
+        # Through decay_t = exp(delta_t A), which multiplies states_{t-1} from t = 1 on.
         # The exponent's gradient times A gives that of delta, and times delta that of
         # A_log (A = -exp(A_log)).
-        through = grad_states.mul_(extended[:-1]).mul_(decay).mul_(At)
-        grad_delta += through.sum(2).view(rows, d_inner)
-        through.mul_(delta.view(length, batch, 1, d_inner))
-        grad_A_log = through.view(rows, -1).sum(0).view(d_state, d_inner).t()
+        through = grad_states[1:].mul_(states[:-1]).mul_(decay[1:]).mul_(At)
+        grad_delta.view(length, batch, d_inner)[1:] += through.sum(2)
+        through.mul_(delta.view(length, batch, 1, d_inner)[1:])
+        grad_A_log = through.view(-1, d_state * d_inner).sum(0).view(d_state, d_inner).t()
         _STATE_POOL.give("state", grad_states)
         # delta = softplus(dt_low W_dt^T + b_dt)
         grad_dt = torch.ops.aten.softplus_backward(
