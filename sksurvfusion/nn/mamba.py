@@ -127,12 +127,12 @@ class Mamba(nn.Module):
         Whether ``in_proj`` and ``out_proj`` have biases.
     use_fast_path : bool, default=True
         Run the whole mixer as one fused operation: ``mamba_ssm``'s ``mamba_inner_fn``
-        (which needs ``causal_conv1d``) on that backend; on the pure-torch path, while
-        gradients are recorded, one autograd node with a hand-written backward for float32
-        or float64 sequences of up to 16 tokens and 2**21 state elements
-        (``batch * length * d_inner * d_state``), outside autocast (otherwise the blocked
-        scan, which keeps one token's state in memory rather than all of them). Neither
-        supports higher-order gradients.
+        (which needs ``causal_conv1d``) on that backend. On the pure-torch path, for
+        float32 or float64 sequences of up to 16 tokens outside autocast: while gradients
+        are recorded, one autograd node with a hand-written backward (up to 2**21 state
+        elements, ``batch * length * d_inner * d_state``); without gradients, one kernel
+        that keeps a single token's state in memory, at any batch size. Otherwise the
+        blocked scan runs. Neither fused path supports higher-order gradients.
     layer_idx : int, optional
         Kept for compatibility (``mamba_ssm`` uses it for its inference cache).
     device, dtype : optional

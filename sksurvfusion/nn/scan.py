@@ -48,7 +48,12 @@ gate and output projection in one forward and one hand-written backward, and
   where this was tuned, a state-sized product written to fresh memory took up to 15 times
   as long as to a reused buffer;
 - writes the causal convolution as a product with its ``(length, length)`` Toeplitz
-  matrix per channel, two operations each way instead of two per tap.
+  matrix per channel, two operations each way instead of two per tap;
+- skips the first token's decay, which multiplies the zero state ``h_{-1}``.
+
+Without gradients nothing needs the state of every token: ``mamba_mixer_inference``
+runs the same arithmetic token by token over blocks of rows whose state stays in cache,
+and reads each token's output off its state before the next token overwrites it.
 
 Measured (forward and backward of one mixer, 5 tokens, ``d_model`` 32, one thread, on a
 busy 2-core VM) against the previous fused mixer, which kept the state ``(..., d_inner,
