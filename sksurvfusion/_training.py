@@ -3,6 +3,8 @@ averaging, the validation split, and batched inference."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
@@ -17,7 +19,7 @@ from sksurvfusion.metrics import _concordance_index
 from sksurvfusion.nn import FusionSurvivalNet
 from sksurvfusion.nn._random import draws_from, set_generator
 
-__all__ = ["build_net", "infer"]
+__all__ = ["build_net", "infer", "tensor_view"]
 
 # Rows per inference batch on the CPU: as many as fit in _INFERENCE_BYTES of float32
 # input, within these bounds (on a GPU, the most). The encoders copy each batch's
@@ -47,6 +49,22 @@ _MODULE_PARAMS = (
     "linear_term",
     "mamba_backend",
 )
+
+
+def tensor_view(array: np.ndarray) -> torch.Tensor:
+    """``torch.from_numpy(array)``, a view, also of a read-only array.
+
+    pandas 3 hands out read-only views of a frame's values, on which torch warns that
+    writing to the tensor would be undefined. The estimator only reads its input, so
+    the warning says nothing to the user and is not shown.
+    """
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message="The given NumPy array is not writable", category=UserWarning
+        )
+        return torch.from_numpy(array)
 
 
 def _dataset_tensors(dataset):
@@ -399,7 +417,7 @@ def infer(module, X: np.ndarray, mask: np.ndarray, method: str, device) -> np.nd
     with torch.inference_mode():
         for start in range(0, X.shape[0], batch):
             stop = start + batch
-            x = torch.from_numpy(X[start:stop]).to(device)
+            x = tensor_view(X[start:stop]).to(device)
             m = torch.from_numpy(mask[start:stop]).to(device)
             outputs.append(call(x, m).float().cpu().numpy())
     return np.concatenate(outputs).astype(np.float64)

@@ -19,7 +19,7 @@ from sksurv.linear_model.coxph import BreslowEstimator
 
 from sksurvfusion._persistence import read_model, write_model
 from sksurvfusion._survival import check_survival_target
-from sksurvfusion._training import build_net, infer
+from sksurvfusion._training import build_net, infer, tensor_view
 from sksurvfusion.metrics import _concordance_index
 from sksurvfusion.modality import (
     _SINGLE_MODALITY,
@@ -344,7 +344,7 @@ class M4SurvivalEstimator(
         device = self._resolve_device()
 
         net = self._build_net(modalities, groups, device, seed)
-        inputs = {"x": torch.from_numpy(X), "mask": torch.from_numpy(mask)}
+        inputs = {"x": tensor_view(X), "mask": torch.from_numpy(mask)}
         target = torch.from_numpy(np.column_stack([event, time]).astype(np.float64))
         net.fit(inputs, target)
         train_risk = infer(net.module_, X, mask, "forward", device)
@@ -681,7 +681,7 @@ def _complete_or_missing(X, modalities) -> np.ndarray | None:
     ``modality_mask`` copies each modality's columns and tests every value twice, some
     twenty times slower, and numpy's BLAS threads would keep spinning beside torch's.
     """
-    values = torch.from_numpy(X)
+    values = tensor_view(X)
     blocks = [_column_block(columns) for columns in modalities.values()]
     ones = {n: torch.ones(n, dtype=values.dtype) for n in {len(c) for c in modalities.values()}}
     mask = np.empty((X.shape[0], len(blocks)), dtype=bool)

@@ -285,7 +285,7 @@ def with_gaps(breast_cancer):
     X, y = breast_cancer
     X = X.set_axis([f"P{i:03d}" for i in range(len(X))], axis=0)
     clinical = [c for c in X.columns if c.startswith("clinical__")]
-    block = X[clinical].to_numpy()
+    block = X[clinical].to_numpy(copy=True)
     rng = np.random.default_rng(0)
     block[rng.random(block.shape) < 0.1] = np.nan
     block[[5, 50, 150]] = np.nan  # the modality missing altogether

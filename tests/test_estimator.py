@@ -450,7 +450,7 @@ class TestBadInput:
             (
                 lambda X, y: (X.astype(object).assign(**{"t1__medimageinsight__1": "a"}), y),
                 ValueError,
-                r"not numeric: 't1__medimageinsight__1' \(object\)\. Encode them",
+                r"not numeric: 't1__medimageinsight__1' \((object|str)\)\. Encode them",
             ),
             (
                 lambda X, y: (X.mask(np.repeat((X.index == 2)[:, None], X.shape[1], 1)), y),
@@ -840,6 +840,20 @@ class TestLargeInputs:
             assert np.shares_memory(array, values)
         assert fitted[0].dtype == torch.float32
         assert np.shares_memory(fitted[0].numpy(), values)
+
+    def test_read_only_input(self, data):
+        # pandas 3 hands out read-only views of a frame's values; torch's warning about
+        # tensors of non-writable arrays would reach the user (an error in this suite)
+        X, y = data
+        values = np.ascontiguousarray(X.to_numpy(dtype=np.float32))
+        expected = M4SurvivalEstimator(**TINY).fit(values, y).predict(values)
+        values.setflags(write=False)
+        model = M4SurvivalEstimator(**TINY).fit(values, y)
+        np.testing.assert_array_equal(model.predict(values), expected)
+        frame = pd.DataFrame(values, columns=X.columns, copy=False)
+        assert not frame.to_numpy().flags.writeable
+        model.fit(frame, y).predict(frame)
+        assert not values.flags.writeable
 
     @pytest.mark.parametrize(
         "convert",
