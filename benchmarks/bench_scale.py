@@ -1,7 +1,7 @@
 """Speed and memory of the estimator against its peers, from 170 to 100,000 patients.
 
 Run: ``python benchmarks/bench_scale.py`` (all sizes, about an hour on 2 cores),
-``--sizes 170,10000`` for some of them, ``--quick`` for a smoke run of a minute.
+``--sizes 170,10000`` for some of them, ``--quick`` for a smoke run of about a minute.
 
 The data are shaped like the paper's (``make_multimodal_survival`` defaults: four
 1024-d MRI embeddings through one shared radiology encoder, and a 1536-d pathology
@@ -390,7 +390,7 @@ def _print_size(n, batch_size, epochs, repeats, timed, peaks) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", help="comma-separated (default 170,1000,10000,100000)")
-    parser.add_argument("--quick", action="store_true", help="a smoke run of a few minutes")
+    parser.add_argument("--quick", action="store_true", help="a smoke run of about a minute")
     parser.add_argument("--repeats", type=int, help="fits per row (default 5, 3 above 5,000)")
     parser.add_argument("--worker", choices=["time", "memory"], help=argparse.SUPPRESS)
     parser.add_argument("--row", help=argparse.SUPPRESS)

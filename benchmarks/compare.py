@@ -1,6 +1,6 @@
 """The fusion network against scikit-survival and pycox: accuracy, cost, missing modalities.
 
-Run: ``python benchmarks/compare.py`` (about 42 minutes on a shared 2-core machine;
+Run: ``python benchmarks/compare.py`` (about 40 minutes on a shared 2-core machine;
 ``--quick`` is a smoke run of under a minute). It prints, for every data set and
 model on the same folds:
 

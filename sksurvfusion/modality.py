@@ -316,7 +316,12 @@ def modality_mask(
         infinite = np.isinf(block).any(axis=1)
         if infinite.any():
             rows = _describe_rows(labels[infinite])
-            raise ValueError(f"modality {name!r} has infinite values in {rows}")
+            raise ValueError(
+                f"modality {name!r} has infinite values in {rows}. Embeddings must be "
+                "finite: recompute those rows, or set all the modality's columns to NaN "
+                "there to mark it missing. (Values beyond float32's range, about 3.4e38, "
+                "become infinite when the estimator converts X to float32.)"
+            )
         n_nan = np.isnan(block).sum(axis=1)
         partial = (n_nan > 0) & (n_nan < len(columns))
         if partial.any():
