@@ -61,7 +61,9 @@ import subprocess
 import sys
 import time
 
-MRI = ("t1", "t1pc", "t2", "flair")
+# the estimator and DeepSurv network of bench_mamba.py, a script in this folder
+from bench_mamba import deepsurv_net, estimator
+
 ADAPTERS = ("mamba", "transformer", "mlp")
 ROWS = (
     *(row for adapter in ADAPTERS for row in (f"M4 {adapter}", f"torch loop {adapter}")),
@@ -88,19 +90,6 @@ def _data(n_samples):
     from sksurvfusion.datasets import make_multimodal_survival
 
     return make_multimodal_survival(n_samples, random_state=0)
-
-
-def _estimator(adapter, batch_size, epochs, seed):
-    from sksurvfusion import M4SurvivalEstimator
-
-    return M4SurvivalEstimator(
-        encoder_groups={"radiology": list(MRI)},
-        adapter=adapter,
-        batch_size=batch_size,
-        max_epochs=epochs,
-        device="cpu",
-        random_state=seed,
-    )
 
 
 def _cindex(y, risk) -> float:
@@ -134,7 +123,7 @@ def _result(epoch_s, fit_s, predict, X, y) -> dict:
 
 
 def _fit_ours(X, y, adapter, batch_size, epochs, seed):
-    model = _estimator(adapter, batch_size, epochs, seed)
+    model = estimator(adapter, batch_size, epochs, seed)
     start = time.perf_counter()
     model.fit(X, y)
     fit_s = time.perf_counter() - start
@@ -152,7 +141,7 @@ def _network(X, adapter, seed):
     from sksurvfusion.nn import FusionSurvivalNet
     from sksurvfusion.nn._random import draws_from, set_generator
 
-    model = _estimator(adapter, 16, 1, seed)
+    model = estimator(adapter, 16, 1, seed)
     values = X.to_numpy()  # float32, C-contiguous: a view
     modalities = resolve_modalities(None, np.asarray(X.columns, dtype=object), X.shape[1])
     groups = model._resolve_encoder_groups(modalities)
@@ -217,12 +206,10 @@ def _fit_pycox(X, y, batch_size, epochs, seed):
     torch.manual_seed(seed)
     network = _network(X, "mamba", seed)[1]
     n_params = sum(p.numel() for p in network.parameters())
-    # Linear(p, h) + BatchNorm(h) + Linear(h, 1): (p + 4) h + 1 parameters
-    hidden = max(1, round((n_params - 1) / (X.shape[1] + 4)))
     values = X.to_numpy()
     event, time_ = (np.ascontiguousarray(y[name], dtype=np.float32) for name in y.dtype.names)
     start = time.perf_counter()
-    mlp = tt.practical.MLPVanilla(X.shape[1], [hidden], 1, batch_norm=True, dropout=0.3)
+    mlp = deepsurv_net(X.shape[1], n_params)
     # torchtuples decays by the factor itself each step, torch's AdamW by lr times it
     model = CoxPH(mlp, tt.optim.AdamW(lr=3e-4, decoupled_weight_decay=3e-4 * 0.1))
     model.fit(values, (time_, event), batch_size=batch_size, epochs=epochs, verbose=False)

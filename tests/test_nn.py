@@ -116,6 +116,15 @@ def randomise(module):
     return module
 
 
+def run_in_threads(work, n_threads):
+    """Run ``work(i)`` for i in range(n_threads), each in a thread of its own, to the end."""
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 class TestMamba:
     @pytest.mark.parametrize("use_fast_path", [True, False])
     @pytest.mark.parametrize(
@@ -350,11 +359,7 @@ class TestMamba:
             for _ in range(10):
                 results[i] = torch.autograd.grad(mixer(x).square().sum(), x)[0]
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(work, 4)
         assert len(results) == 4
         for grad in results.values():
             torch.testing.assert_close(grad, expected)
@@ -531,11 +536,7 @@ class TestSelectiveScan:
                 out = selective_scan(**args, delta_softplus=True)
                 results[i] = (out, torch.autograd.grad(out.sum(), args["u"])[0])
 
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_in_threads(work, 4)
         assert len(results) == 4
         for out, grad in results.values():
             torch.testing.assert_close(out, expected)
