@@ -443,6 +443,13 @@ class M4SurvivalEstimator(
         _check_numeric_columns(X)
         row_labels = _row_labels(X)
         try:
+            if _read_by_rows(X):
+                validate_data(self, X, skip_check_array=True, reset=False)
+                rows = _Float32Rows(X)
+                mask = _mask_by_rows(rows, self.modalities_)
+                if mask is not None:
+                    return rows, mask
+                # something to report: the whole table's check words it
             values = _validate_features(self, X, reset=False)
         except ValueError as exc:
             hint = self._lost_modalities_hint(X)
@@ -727,6 +734,54 @@ def _check_numeric_columns(X) -> None:
     dtypes = _numpy_dtypes(X)
     if dtypes is None or not all(dtype.kind in "biufc" for dtype in dtypes):
         check_numeric_columns(X)
+
+
+class _Float32Rows:
+    """A frame of one numeric dtype read as C-ordered float32 a slice of rows at a time.
+
+    ``predict`` and ``transform`` on a table of another dtype or layout convert each
+    batch as the network takes it, instead of a float32 copy of the whole table first:
+    no copy of the table's size, and no page faults of fresh memory, which cost more
+    than the conversion (at 20,000 x 5,632 float64 values, 2.6 s against 0.7 s for a
+    float32 table). ``infer`` slices it like an array.
+    """
+
+    def __init__(self, X) -> None:
+        self._X, self.shape = X, X.shape
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        # one dtype: to_numpy is a view, converted and made C-ordered in one pass
+        return np.ascontiguousarray(self._X.iloc[rows].to_numpy(), dtype=np.float32)
+
+
+def _read_by_rows(X) -> bool:
+    """Whether prediction reads ``X`` through :class:`_Float32Rows`: a non-empty frame
+    whose columns share one numpy dtype other than float32 (float64, typically).
+
+    A frame of float32 columns and a C-ordered float32 array reach the network
+    uncopied; for arrays of other dtypes, Fortran-ordered ones and frames of mixed
+    dtypes, slices of rows were measured no faster than one conversion.
+    """
+    dtypes = _numpy_dtypes(X)
+    return (
+        dtypes is not None
+        and len(dtypes) == 1
+        and next(iter(dtypes)).kind in "biuf"
+        and dtypes != {np.dtype(np.float32)}
+        and 0 not in X.shape
+    )
+
+
+def _mask_by_rows(rows: _Float32Rows, modalities) -> np.ndarray | None:
+    """``_complete_or_missing`` over ``rows``, a chunk at a time; None if a chunk has
+    something to report."""
+    parts = []
+    for start in range(0, rows.shape[0], _MASK_CHUNK_ROWS):
+        part = _complete_or_missing(rows[start : start + _MASK_CHUNK_ROWS], modalities)
+        if part is None:
+            return None
+        parts.append(part)
+    return np.concatenate(parts)
 
 
 def _validate_features(estimator, X, *, reset: bool) -> np.ndarray:

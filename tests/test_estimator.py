@@ -874,9 +874,40 @@ class TestLargeInputs:
         inferred, fitted = self._spy_on_inputs(monkeypatch)
         model = M4SurvivalEstimator(**TINY).fit(converted, y)
         np.testing.assert_array_equal(model.predict(converted), expected)
-        assert [a.dtype for a in inferred] == [np.float32, np.float32]
-        assert all(a.flags.c_contiguous for a in inferred)
+        assert len(inferred) == 2  # the training risks, predict
+        for array in inferred:  # an array, or rows of a frame read a slice at a time
+            part = array[0:7]
+            assert part.dtype == np.float32
+            assert part.flags.c_contiguous
         assert fitted[0].dtype == torch.float32
+
+    def test_frame_of_another_dtype_is_predicted_a_slice_at_a_time(self, data, monkeypatch):
+        # a float64 frame is converted batch by batch at predict time: no float32 copy of
+        # the whole table, the same predictions and errors as for its float32 values
+        from sksurvfusion import estimator as estimator_module
+
+        X, y = data
+        model = M4SurvivalEstimator(**TINY).fit(X, y)
+        expected = model.predict(X)
+        wide = X.astype(np.float64)
+        whole = []
+        validate = estimator_module._validate_features
+
+        def spy(estimator, X, *, reset):
+            whole.append(X.shape)
+            return validate(estimator, X, reset=reset)
+
+        monkeypatch.setattr(estimator_module, "_validate_features", spy)
+        monkeypatch.setattr(estimator_module, "_MASK_CHUNK_ROWS", 7)  # several chunks
+        np.testing.assert_array_equal(model.predict(wide), expected)
+        np.testing.assert_array_equal(model.transform(wide), model.transform(X))
+        assert whole == [X.shape]  # only by transform(X), a float32 frame
+        bad = wide.copy()
+        bad.iloc[9, 30] = np.inf
+        with pytest.raises(ValueError, match=r"modality 'pathology' has infinite values"):
+            model.predict(bad)
+        with pytest.raises(ValueError, match="Feature names unseen at fit time"):
+            model.predict(wide.rename(columns={wide.columns[0]: "t1__other__0"}))
 
     @pytest.mark.parametrize(
         "frame",
