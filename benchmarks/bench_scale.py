@@ -1,6 +1,6 @@
 """Speed and memory of the estimator against its peers, from 170 to 100,000 patients.
 
-Run: ``python benchmarks/bench_scale.py`` (all sizes, about an hour on 2 cores),
+Run: ``python benchmarks/bench_scale.py`` (all sizes, about 25 minutes on 2 cores),
 ``--sizes 170,10000`` for some of them, ``--quick`` for a smoke run of about a minute.
 
 The data are shaped like the paper's (``make_multimodal_survival`` defaults: four
