@@ -27,6 +27,7 @@ from sksurvfusion.modality import (
     modality_mask,
     resolve_modalities,
 )
+from sksurvfusion.nn.encoders import _contiguous_block
 
 __all__ = ["M4SurvivalEstimator"]
 
@@ -714,10 +715,8 @@ def _complete_or_missing(X, modalities) -> np.ndarray | None:
 def _column_block(columns: np.ndarray) -> slice | torch.Tensor:
     """Consecutive column positions as a slice (indexing with it is a view), others as
     an index tensor."""
-    start = int(columns[0])
-    if np.array_equal(columns, np.arange(start, start + len(columns))):
-        return slice(start, start + len(columns))
-    return torch.as_tensor(columns, dtype=torch.long)
+    block = _contiguous_block(columns.tolist())
+    return torch.as_tensor(columns, dtype=torch.long) if block is None else block
 
 
 def _numpy_dtypes(X) -> set | None:
@@ -739,8 +738,8 @@ def _check_numeric_columns(X) -> None:
 class _Float32Rows:
     """A frame of one numeric dtype read as C-ordered float32 a slice of rows at a time.
 
-    ``predict`` and ``transform`` on a table of another dtype or layout convert each
-    batch as the network takes it, instead of a float32 copy of the whole table first:
+    ``predict`` and ``transform`` on such a frame (float64, say) convert each batch as
+    the network takes it, instead of a float32 copy of the whole table first:
     no copy of the table's size, and no page faults of fresh memory, which cost more
     than the conversion (at 20,000 x 5,632 float64 values, 2.6 s against 0.7 s for a
     float32 table). ``infer`` slices it like an array.
